@@ -1,0 +1,30 @@
+"""Shared fixtures: a small synthetic dataset and a hand-made valid dataset directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """60 synthetic scans over 3 domains at 64 px (generated once per test session)."""
+    from robust_mmr.data.synthetic import generate_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    generate_dataset(out, n=60, seed=7, num_domains=3, size=64, progress=False)
+    return out
+
+
+def write_png(path: Path, size: int = 16, mode: str = "L") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (size, size) if mode == "L" else (size, size, len(mode))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8), mode=mode).save(path)
