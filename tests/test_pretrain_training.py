@@ -1,0 +1,98 @@
+"""Pre-training runs: the loss falls, checkpoints load back exactly, a run resumes, `base` builds and steps."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from robust_mmr.cli.main import main
+from robust_mmr.config import load_config
+from robust_mmr.errors import InputError
+from robust_mmr.model import build_model
+from robust_mmr.objectives import PretrainObjective
+from robust_mmr.training.checkpoint import export_weights, load_pretrained
+from robust_mmr.training.data import ImageTextDataset, PretrainCollator
+from robust_mmr.training.pretrain import run_pretraining
+
+
+def _losses(run_dir) -> list[float]:
+    """Logged losses of every attempt of a run (logs/version_0, version_1, ...), in order."""
+    losses = []
+    for version in sorted((run_dir / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1])):
+        with (version / "metrics.csv").open() as fh:
+            losses += [float(row["train/loss"]) for row in csv.DictReader(fh) if row.get("train/loss")]
+    return losses
+
+
+@pytest.mark.slow
+def test_tiny_loss_falls_over_50_steps(synth_dir, tmp_path):
+    cfg = load_config("tiny", ["objective.method=robust-mmr", "train.max_steps=50", "train.batch_size=8",
+                               "train.log_every=1", "train.num_workers=0", "train.warmup_steps=5"])
+    summary = run_pretraining(cfg, synth_dir, tmp_path, progress=False)
+    assert summary["steps"] == 50
+    losses = _losses(tmp_path)
+    assert len(losses) == 50
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.85 * first, (first, last)
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "config.yaml").is_file()
+
+
+def test_checkpoint_loads_back_to_identical_outputs(synth_dir, tmp_path):
+    cfg = load_config("tiny", ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1"])
+    model, tokenizer = build_model(cfg.model)
+    export_weights(model, cfg, tmp_path)
+    loaded, _, loaded_cfg = load_pretrained(tmp_path)
+    assert loaded_cfg == cfg
+    data = ImageTextDataset(synth_dir, "train", 64, 1)
+    batch = PretrainCollator(tokenizer, cfg.model.max_text_length, cfg.objective, seed=0)([data[i] for i in range(4)])
+    with torch.no_grad():
+        a = model.eval()(batch["pixels"], batch["input_ids"], batch["attention_mask"]).pooled
+        b = loaded(batch["pixels"], batch["input_ids"], batch["attention_mask"]).pooled
+    assert torch.equal(a, b)
+    assert not any(p.suffix in (".pt", ".ckpt", ".bin") for p in tmp_path.iterdir())  # tensors only
+
+
+def test_load_pretrained_names_what_is_missing(tmp_path):
+    with pytest.raises(InputError, match="model.safetensors"):
+        load_pretrained(tmp_path)
+
+
+def test_cli_pretrain_resumes_from_last_checkpoint(synth_dir, tmp_path, capsys):
+    common = ["pretrain", "--config", "tiny", "--method", "mmr-aug", "--data", str(synth_dir), "--out", str(tmp_path),
+              "model.image_size=64", "model.vision.layers=1", "model.text.layers=1", "train.batch_size=4",
+              "train.num_workers=0", "train.checkpoint_every=3", "train.log_every=1"]
+    assert main(common + ["train.max_steps=3"]) == 0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "3 steps" in capsys.readouterr().out
+    assert main(common + ["train.max_steps=5"]) == 0
+    assert "5 steps" in capsys.readouterr().out
+    assert len(_losses(tmp_path)) == 5  # 3 steps, then only steps 4 and 5: resumed, not restarted
+    assert load_config(str(tmp_path / "config.yaml")).objective.method == "mmr-aug"
+
+
+def test_cli_rejects_unknown_config_keys(synth_dir, tmp_path, capsys):
+    assert main(["pretrain", "--data", str(synth_dir), "--out", str(tmp_path), "train.max_stepz=3"]) == 2
+    assert "unknown key(s) max_stepz" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_base_builds_and_runs_one_step_at_batch_2():
+    cfg = load_config("base")
+    model, tokenizer = build_model(cfg.model)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 300e6 < n_params < 400e6  # ViT-B/16 + BERT-base sizes + 6 co-attention layers at 768 + heads
+    objective = PretrainObjective(model, cfg.objective, tokenizer.mask_token_id, len(tokenizer))
+    enc = tokenizer(["CT chest: 1 nodule R lung.", "MR head: NAD."], padding="max_length", max_length=64,
+                    return_tensors="pt")
+    maskable = enc.attention_mask.bool()
+    batch = {"pixels": torch.rand(2, 3, 288, 288), "input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
+             "maskable": maskable, "pert_input_ids": enc.input_ids, "pert_attention_mask": enc.attention_mask,
+             "pert_maskable": maskable, "pert_targets": enc.input_ids, "text_altered": torch.zeros_like(maskable),
+             "perturb_image": torch.tensor([True, False]), "perturb_text": torch.tensor([False, True]),
+             "domain": torch.full((2,), -1)}
+    terms = objective(batch, torch.Generator().manual_seed(0))
+    terms["loss"].backward()
+    assert {"mim", "mlm", "itm", "mim_v1", "mlm_v1", "dc"} <= set(terms)
+    assert torch.isfinite(terms["loss"])
