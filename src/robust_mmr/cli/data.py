@@ -1,4 +1,4 @@
-"""``robust-mmr data``: generate the synthetic set, validate a dataset, print its statistics."""
+"""``robust-mmr data``: synthetic set, validation, statistics, conversion, leakage dedup, domain splits."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
+from robust_mmr.data.converters import CONVERTERS, convert_dataset
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.data.stats import count_table, domain_key, example_grid, load_manifests
 from robust_mmr.data.synthetic import generate_dataset
@@ -39,6 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("path", type=Path, help="dataset directory")
     stats.add_argument("--png", type=Path, help="grid output (default DIR/stats.png)")
     stats.set_defaults(func=_stats)
+
+    convert = commands.add_parser("convert", help="convert a native dataset release to canonical manifests")
+    convert.add_argument("--source", required=True, choices=list(CONVERTERS))
+    convert.add_argument("--in", dest="in_path", type=Path, required=True,
+                         help="native release folder (csv: the .csv/.jsonl file)")
+    convert.add_argument("--out", type=Path, required=True, help="output dataset directory (images are linked)")
+    convert.add_argument("--variant", help="vqa-rad: mevf (default) or original")
+    convert.add_argument("--lang", help="slake: en (default), zh or all")
+    convert.add_argument("--categories", help="vqa-med-2019: e.g. C1,C2,C3 (default C1,C2,C3,C4)")
+    convert.add_argument("--label-column", help="melinda: label column (default p_meth_label)")
+    convert.add_argument("--columns", help="csv: FIELD=COLUMN,... e.g. id=fig,image=path,text=caption")
+    convert.add_argument("--images", help="csv/melinda: image folder (csv: default the table's folder)")
+    convert.add_argument("--split", help="csv: split of rows without a split column (default train)")
+    convert.set_defaults(func=_convert)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -94,4 +109,19 @@ def _stats(args: argparse.Namespace) -> int:
     if card.is_file():
         print(f"generator: {json.loads(card.read_text())['generator']}")
     print(f"example grid: {png}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    options = {"variant": args.variant, "lang": args.lang, "categories": args.categories,
+               "label_column": args.label_column, "columns": args.columns, "images": args.images, "split": args.split}
+    report = convert_dataset(args.source, args.in_path, args.out, **options)
+    print(f"converted {args.source}: kept {report.kept}, skipped {report.skipped} -> {args.out}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    if report.skipped:
+        print(format_table(["reason", "count"], report.skip_counts.most_common(), title="skipped rows"))
+        for example in report.examples:
+            print(f"  {example}")
+    print(f"report: {args.out / 'conversion.json'}")
     return 0

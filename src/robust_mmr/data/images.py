@@ -1,7 +1,10 @@
 """Reading images from a dataset directory: safe path resolution, decoding, and integrity checks.
 
-Intensity handling is explicit: :func:`load_image` returns the stored pixels unchanged (dtype and
-channels as in the file, uint8 or uint16), so conversion to model input is a separate, stated step.
+Intensity handling is explicit: for JPEG/PNG :func:`load_image` returns the stored pixels unchanged
+(dtype and channels as in the file, uint8 or uint16), so conversion to model input is a separate,
+stated step. DICOM files go through :func:`robust_mmr.data.dicom.read_dicom` (modality LUT, VOI,
+MONOCHROME1 inversion → uint16); :func:`read_image` returns the array with an ``info`` dict that
+names the mapping applied, for every format.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from robust_mmr.data.dicom import is_dicom, read_dicom
 from robust_mmr.errors import InputError
 
 # Truncated files must fail loudly, never decode as partially grey images.
@@ -53,6 +57,9 @@ def check_image(path: Path) -> tuple[int, int]:
         raise ImageReadError("missing image file", f"{path} does not exist")
     if path.stat().st_size == 0:
         raise ImageReadError("empty image file", f"{path} has 0 bytes")
+    if is_dicom(path):
+        pixels, _ = _read_dicom_checked(path)
+        return pixels.shape[0], pixels.shape[1]
     try:
         with Image.open(path) as img:
             img.load()  # decodes every pixel: truncated data raises here
@@ -62,19 +69,43 @@ def check_image(path: Path) -> tuple[int, int]:
         raise ImageReadError(reason, f"{path}: {err}") from None
 
 
+def _read_dicom_checked(path: Path) -> tuple[np.ndarray, dict[str, object]]:
+    try:
+        return read_dicom(path)
+    except Exception as err:  # pydicom raises many types (InvalidDicomError, ValueError, AttributeError...)
+        reason = "truncated image" if "less than expected" in str(err) else "unreadable image"
+        raise ImageReadError(reason, f"{path}: {type(err).__name__}: {err}") from None
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file to an array: (H, W) for grayscale, (H, W, C) for colour.
 
     8-bit files give uint8, 16-bit grayscale gives uint16; palette and other modes are converted to
-    RGB (RGBA keeps its alpha channel as the 4th channel).
+    RGB (RGBA keeps its alpha channel as the 4th channel). DICOM: see :func:`read_image`.
+    """
+    return read_image(path)[0]
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
+    """Decode an image and say how: ``(array, info)``, ``info`` a flat dict of scalars.
+
+    JPEG/PNG: ``info = {"format", "mode", "dtype", "intensity": "stored"}`` — pixels as stored.
+    DICOM: the steps of :func:`robust_mmr.data.dicom.read_dicom` (rescale, VOI, inversion).
     """
     path = Path(path)
+    if is_dicom(path) and path.is_file() and path.stat().st_size:
+        return _read_dicom_checked(path)  # decoded once; errors mapped like check_image's
     check_image(path)
     with Image.open(path) as img:
+        info: dict[str, object] = {"format": img.format or "unknown", "mode": img.mode, "intensity": "stored"}
         if img.mode in ("I;16", "I;16B", "I;16L"):
-            return np.asarray(img, dtype=np.uint16)
-        if img.mode == "I":
-            return np.asarray(img).astype(np.uint16)
-        if img.mode not in ("L", "RGB", "RGBA"):
-            img = img.convert("RGB")
-        return np.asarray(img).copy()
+            array = np.asarray(img, dtype=np.uint16)
+        elif img.mode == "I":
+            array = np.asarray(img).astype(np.uint16)
+        else:
+            if img.mode not in ("L", "RGB", "RGBA"):
+                img = img.convert("RGB")
+                info["intensity"] = f"{info['mode']} converted to RGB"
+            array = np.asarray(img).copy()
+    info["dtype"] = str(array.dtype)
+    return array, info

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from functools import lru_cache
 
 from torch import Tensor, nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from robust_mmr.config import EncoderConfig
 
@@ -35,7 +37,21 @@ def build_text_model(cfg: EncoderConfig, vocab_size: int, max_length: int) -> nn
             max_position_embeddings=max(512, max_length),
         )
         return BertModel(config, add_pooling_layer=False)
-    return AutoModel.from_pretrained(_source(cfg.init), add_pooling_layer=False)  # never trust_remote_code
+    with quiet_loading():  # its only report: the unused sentence pooler, dropped on purpose
+        return AutoModel.from_pretrained(_source(cfg.init), add_pooling_layer=False)  # never trust_remote_code
+
+
+@contextmanager
+def quiet_loading():
+    """Silence transformers' per-load report and progress bar (errors still surface)."""
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
+        hf_logging.enable_progress_bar()
 
 
 class TextEncoder(nn.Module):

@@ -84,7 +84,8 @@ class PretrainObjective(nn.Module):
         # v1: the perturbed view (image corruptions on device; text perturbed by the collator).
         names, severities = sample_training_corruptions(b, cfg.modality, generator)
         names = [name if flag else None for name, flag in zip(names, batch["perturb_image"].tolist())]
-        pert_pixels = corrupt_batch(pixels, names, severities, generator)
+        with torch.autocast(pixels.device.type, enabled=False):  # corruptions run in the pixels' own dtype
+            pert_pixels = corrupt_batch(pixels, names, severities, generator)
         robust = cfg.method == "robust-mmr"
         aware = robust and cfg.aware_masking
         mask1 = self._perturbed_view_mask(pixels, pert_pixels, batch, aware, generator)
