@@ -6,10 +6,23 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
 from robust_mmr.data.converters import CONVERTERS, convert_dataset
+from robust_mmr.data.dedup import DEFAULT_MAX_DISTANCE, REASON_HASH, REASON_ID, remove_test_overlaps
+from robust_mmr.data.manifest import write_manifest
+from robust_mmr.data.schema import MANIFEST_NAMES
+from robust_mmr.data.splits import (
+    DEFAULT_VAL_FRACTION,
+    domain_values,
+    folder_name,
+    holdout_split,
+    link_image_roots,
+    load_dataset,
+    write_split,
+)
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.data.stats import count_table, domain_key, example_grid, load_manifests
 from robust_mmr.data.synthetic import generate_dataset
@@ -54,6 +67,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--images", help="csv/melinda: image folder (csv: default the table's folder)")
     convert.add_argument("--split", help="csv: split of rows without a split column (default train)")
     convert.set_defaults(func=_convert)
+
+    dedup = commands.add_parser("dedup", help="drop pre-training records whose image is in a downstream test split")
+    dedup.add_argument("--pretrain", type=Path, required=True, help="pre-training manifest (or dataset directory)")
+    dedup.add_argument("--against", type=Path, nargs="+", required=True,
+                       help="downstream manifests or dataset directories; their test split is checked")
+    dedup.add_argument("--max-distance", type=int, default=DEFAULT_MAX_DISTANCE,
+                       help=f"dHash Hamming threshold in bits of 256 (default {DEFAULT_MAX_DISTANCE})")
+    dedup.add_argument("--no-hash", action="store_true", help="match by synpic id only (no image decoding)")
+    dedup.add_argument("--out", type=Path, help="directory for the clean manifest(s) and dedup.json")
+    dedup.set_defaults(func=_dedup)
+
+    split = commands.add_parser("split", help="leave-one-domain-out split manifests over a meta key")
+    split.add_argument("path", type=Path, help="dataset directory or manifest file")
+    split.add_argument("--by", required=True, help="meta key, e.g. image_organ, modality, location")
+    which = split.add_mutually_exclusive_group(required=True)
+    which.add_argument("--holdout", help="the domain value that becomes the test split")
+    which.add_argument("--lodo", action="store_true", help="one split per value of --by")
+    split.add_argument("--out", type=Path, required=True, help="output directory (one sub-directory per split)")
+    split.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
+                       help=f"fraction of train images carved as val when there is none "
+                            f"(default {DEFAULT_VAL_FRACTION})")
+    split.add_argument("--seed", type=int, default=0)
+    split.set_defaults(func=_split)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -124,4 +160,56 @@ def _convert(args: argparse.Namespace) -> int:
         for example in report.examples:
             print(f"  {example}")
     print(f"report: {args.out / 'conversion.json'}")
+    return 0
+
+
+def _dedup(args: argparse.Namespace) -> int:
+    root, pretrain = load_dataset(args.pretrain)
+    tests = []
+    for path in args.against:
+        test_root, by_kind = load_dataset(path)
+        tests.append(([r for recs in by_kind.values() for r in recs if r.split == "test"], test_root))
+    distance = None if args.no_hash else args.max_distance
+    clean: dict[str, list] = {}
+    reports = {}
+    for kind, records in pretrain.items():
+        clean[kind], reports[kind] = remove_test_overlaps(records, root, tests, distance)
+    rows = [[kind, len(pretrain[kind]), rep.kept, rep.removed[REASON_ID], rep.removed[REASON_HASH]]
+            for kind, rep in reports.items()]
+    print(format_table(["manifest", "records", "kept", REASON_ID, REASON_HASH], rows,
+                       title=f"leakage check against {sum(len(t[0]) for t in tests)} test records"))
+    for rep in reports.values():
+        for example in rep.examples[:10]:
+            print(f"  removed {example['id']} ({example['image']}): {example['reason']}, matches {example['match']} "
+                  f"[{example['detail']}]")
+        if rep.unreadable:
+            print(f"  {len(rep.unreadable)} images could not be hashed (id check only), e.g. {rep.unreadable[0]}")
+    if args.out:
+        for kind, records in clean.items():
+            write_manifest(args.out / MANIFEST_NAMES[kind], records)
+        link_image_roots([r for recs in clean.values() for r in recs], root, args.out)
+        card = {"pretrain": str(args.pretrain), "against": [str(p) for p in args.against], "max_distance": distance,
+                "reports": {kind: rep.to_dict() for kind, rep in reports.items()}}
+        (args.out / "dedup.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        print(f"clean manifest(s) and dedup.json written to {args.out}")
+    return 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    root, by_kind = load_dataset(args.path)
+    holdouts = domain_values(by_kind, args.by) if args.lodo else [args.holdout]
+    rows = []
+    for value in holdouts:
+        records, card = holdout_split(by_kind, args.by, value, args.val_fraction, args.seed)
+        card = {"source": str(args.path), **card}
+        out = args.out / f"{folder_name(args.by)}={folder_name(value)}"
+        card_path = write_split(out, root, records, card)
+        digest = json.loads(card_path.read_text())["manifest_sha256"]
+        for kind, recs in records.items():
+            counts = Counter(r.split for r in recs)
+            rows.append([value, kind, counts["train"], counts["val"], counts["test"],
+                         digest[MANIFEST_NAMES[kind]][:12], str(out)])
+        print(f"{value}: val {card['val']['policy']}; excluded {card['excluded']}")
+    print(format_table(["held out", "kind", "train", "val", "test", "sha256", "directory"], rows,
+                       title=f"leave-one-{args.by}-out splits"))
     return 0

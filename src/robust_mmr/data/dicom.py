@@ -89,13 +89,13 @@ def _modality_lut(ds: Any, pixels: np.ndarray, info: dict[str, Any]) -> np.ndarr
 def _voi(ds: Any, values: np.ndarray, info: dict[str, Any]) -> np.ndarray:
     """Map modality values to 0..65535 (float64)."""
     if "VOILUTSequence" in ds:
-        from pydicom.pixels import apply_voi
-
         item = ds.VOILUTSequence[0]
-        lut_bits = int(item.LUTDescriptor[2])
+        entries, first, lut_bits = (int(v) for v in item.LUTDescriptor)
+        lut = np.asarray(item.LUTData, dtype=np.float64).ravel()[: entries or 65536]
         info.update(voi="lut", voi_lut_bits=lut_bits, voi_lut_items=len(ds.VOILUTSequence))
-        mapped = apply_voi(values, ds, index=0).astype(np.float64)
-        return mapped * (_OUT_MAX / (2**lut_bits - 1))
+        # PS3.3 C.11.2.1.1: values below the first mapped input take the first entry, above it the last.
+        index = np.clip(np.rint(values).astype(np.int64) - first, 0, lut.size - 1)
+        return lut[index] * (_OUT_MAX / (2**lut_bits - 1))
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center = _first(ds.WindowCenter)
         width = max(_first(ds.WindowWidth), 1.0)

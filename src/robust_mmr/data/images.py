@@ -47,11 +47,17 @@ def resolve_image_path(root: str | Path, relative: str) -> Path:
     return Path(root) / normalised
 
 
-def check_image(path: Path) -> tuple[int, int]:
-    """Fully decode an image file to prove it is usable; returns its (height, width).
+# Largest image decoded (PIL's own decompression-bomb threshold, ~89 Mpx, ~0.27 GB as RGB uint8). Larger
+# files are refused from their header, before any pixel is decoded.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def check_image(path: Path, decode: bool = True) -> tuple[int, int]:
+    """Decode an image file to prove it is usable (``decode=False``: read its header only); returns (height, width).
 
     Raises :class:`ImageReadError` with reason ``missing image file``, ``empty image file``,
-    ``truncated image`` (the data stops early) or ``unreadable image`` (not decodable at all).
+    ``image too large`` (over :data:`MAX_IMAGE_PIXELS`, from the header), ``truncated image`` (the data
+    stops early) or ``unreadable image`` (not decodable at all).
     """
     if not path.is_file():
         raise ImageReadError("missing image file", f"{path} does not exist")
@@ -61,9 +67,15 @@ def check_image(path: Path) -> tuple[int, int]:
         pixels, _ = _read_dicom_checked(path)
         return pixels.shape[0], pixels.shape[1]
     try:
-        with Image.open(path) as img:
-            img.load()  # decodes every pixel: truncated data raises here
+        with Image.open(path) as img:  # reads the header only
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise ImageReadError("image too large", f"{path}: {img.width} x {img.height} pixels "
+                                     f"exceeds {MAX_IMAGE_PIXELS}; refused before decoding")
+            if decode:
+                img.load()  # decodes every pixel: truncated data raises here
             return img.height, img.width
+    except Image.DecompressionBombError as err:  # PIL refuses > 2x its limit inside open()
+        raise ImageReadError("image too large", f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         reason = "truncated image" if "truncated" in str(err) else "unreadable image"
         raise ImageReadError(reason, f"{path}: {err}") from None

@@ -65,7 +65,8 @@ def _parse_columns(columns: str) -> dict[str, str]:
     for item in filter(None, (c.strip() for c in columns.split(","))):
         name, eq, column = item.partition("=")
         if not eq or name.strip() not in FIELDS or not column.strip():
-            raise InputError(f"bad --columns item {item!r}; expected FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}")
+            raise InputError(f"bad --columns item {item!r}; "
+                             f"expected FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}")
         mapping[name.strip()] = column.strip()
     return mapping
 

@@ -47,11 +47,13 @@ def convert(in_dir: Path, out: Path, report: ConversionReport, *, label_column: 
                     report.skip(path, line_no, empty, f"empty {empty}", "missing or empty in the native row")
                     continue
                 if not found.exists(image_dir / values["figure_file"]):
-                    report.skip(path, line_no, "figure_file", "missing image", f"{values['figure_file']} not in {image_dir}")
+                    report.skip(path, line_no, "figure_file", "missing image",
+                                f"{values['figure_file']} not in {image_dir}")
                     continue
                 meta = {k: values[k] for k in LABEL_COLUMNS if k != label_column and values[k]}
                 meta["source"] = "melinda"
-                records.append(ClassificationRecord(f"melinda-{values['figure_file']}", f"{prefix}/{values['figure_file']}",
-                                                    values["caption"], values[label_column], split, meta))
+                figure = values["figure_file"]
+                records.append(ClassificationRecord(f"melinda-{figure}", f"{prefix}/{figure}", values["caption"],
+                                                    values[label_column], split, meta))
                 report.kept += 1
     return records

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robust_mmr.data.converters.common import ConversionReport, link_folder, modality_from_text, read_fields
+from robust_mmr.data.converters.common import ConversionReport, link_folder, modality_from_text
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 
