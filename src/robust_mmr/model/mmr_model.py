@@ -61,10 +61,23 @@ class MMRModel(nn.Module):
                 drop_text: Tensor | None = None) -> FusedOutput:
         """pixels (B, C, H, W) in [0, 1]; input_ids, attention_mask (B, L); keep/keep_valid (B, K) visible
         patches (None: all); drop_image/drop_text (B,) bool replace that modality by its missing token."""
+        image, image_valid = self.encode_image(pixels, keep, keep_valid)
+        text, text_valid = self.encode_text(input_ids, attention_mask)
+        return self.fuse(image, image_valid, text, text_valid, drop_image, drop_text)
+
+    def encode_image(self, pixels: Tensor, keep: Tensor | None = None,
+                     keep_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Unimodal image tokens in the fusion width: (B, 1 + K, D) and their validity (B, 1 + K)."""
         image, image_valid = self.vision(pixels, keep, keep_valid)
-        image = self.image_proj(image) + self.image_type
-        text = self.text_proj(self.text(input_ids, attention_mask)) + self.text_type
-        text_valid = attention_mask.bool()
+        return self.image_proj(image) + self.image_type, image_valid
+
+    def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Unimodal text tokens in the fusion width: (B, L, D) and their validity (B, L)."""
+        return self.text_proj(self.text(input_ids, attention_mask)) + self.text_type, attention_mask.bool()
+
+    def fuse(self, image: Tensor, image_valid: Tensor, text: Tensor, text_valid: Tensor,
+             drop_image: Tensor | None = None, drop_text: Tensor | None = None) -> FusedOutput:
+        """Co-attention over encoded streams (so evaluation can reuse one modality's encoding)."""
         if drop_image is not None:
             image, image_valid = _replace_with_missing(image, image_valid, drop_image, self.missing_image)
         if drop_text is not None:

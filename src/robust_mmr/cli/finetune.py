@@ -1,0 +1,89 @@
+"""``robust-mmr finetune`` and ``robust-mmr evaluate``: downstream training and the robustness protocols."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from robust_mmr.cli.tables import format_table
+from robust_mmr.config import PRESETS, _build
+from robust_mmr.config import _apply_override as apply_override
+from robust_mmr.tasks.config import TASKS, FinetuneConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("finetune", help="fine-tune VQA or classification from a pre-trained run or scratch")
+    p.add_argument("--task", choices=TASKS, default="vqa")
+    p.add_argument("--init", default="scratch", help="pre-training run directory, or 'scratch' (a control)")
+    p.add_argument("--config", default="tiny", help=f"model preset for --init scratch ({', '.join(PRESETS)})")
+    p.add_argument("--data", type=Path, required=True, help="dataset directory (vqa.jsonl / classification.jsonl)")
+    p.add_argument("--holdout", help="leave a domain out of training, KEY=VALUE (e.g. domain=site-c)")
+    p.add_argument("--vocab", choices=("train", "m3ae"), default="train",
+                   help="answer vocabulary from train answers, or train+val+test as in M3AE (for comparison only)")
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="fine-tuning settings, e.g. epochs=5 seed=1")
+    p.set_defaults(func=_finetune)
+
+    e = subparsers.add_parser("evaluate", help="clean / perturbed / missing / cross-domain evaluation of a run")
+    e.add_argument("run", type=Path, help="fine-tuning run directory")
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--protocol", default="all", help="clean, perturbed, missing, cross-domain or all (comma-separated)")
+    e.add_argument("--corruptions", help="comma-separated image corruptions (default: all for --modality)")
+    e.add_argument("--text-perturbations", help="comma-separated text perturbations (default: all)")
+    e.add_argument("--severities", default="1,2,3,4,5")
+    e.add_argument("--modality", default="generic")
+    e.add_argument("--seed", type=int, default=0, help="evaluation seed (perturbation draws)")
+    e.add_argument("--max-items", type=int, help="evaluate a fixed random subset of the test items")
+    e.add_argument("--out", type=Path, help="results JSON (default RUN/results.json)")
+    e.set_defaults(func=_evaluate)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from robust_mmr.tasks.data import Holdout
+    from robust_mmr.tasks.finetune import run_finetuning
+
+    raw: dict = {"task": args.task}
+    for item in args.overrides:
+        apply_override(raw, item)
+    cfg = _build(FinetuneConfig, raw, "finetune settings")
+    holdout = Holdout.parse(args.holdout) if args.holdout else None
+    splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
+    summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
+                             vocab_splits=splits)
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(format_table(["split", "records"], list(summary["counts"].items()), title=f"{cfg.task} fine-tuning"))
+    print(f"best validation accuracy {summary['best_val_accuracy']:.3f} in {summary['seconds']} s → {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from robust_mmr.evaluation.protocols import PROTOCOLS, evaluate_run
+
+    protocols = PROTOCOLS if args.protocol == "all" else tuple(args.protocol.split(","))
+    results = evaluate_run(
+        args.run, args.data, protocols, seed=args.seed,
+        corruptions=args.corruptions.split(",") if args.corruptions else None,
+        text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
+        severities=tuple(int(s) for s in args.severities.split(",")), modality=args.modality,
+        max_items=args.max_items)
+    out = args.out or args.run / "results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    clean = results["clean"]
+    rows = [["clean", clean["overall"], clean["open"], clean["closed"]],
+            ["majority baseline", clean["baselines"]["majority"], "", ""],
+            ["question-only baseline", clean["baselines"]["question_only"], "", ""]]
+    if "perturbed" in results:
+        p = results["perturbed"]
+        rows += [[f"perturbed {t} (mean)", p[t]["mean_accuracy"], "", ""] for t in ("image", "text", "both") if t in p]
+    if "missing" in results:
+        rows += [[f"missing: {k.replace('_', ' ')}", v, "", ""] for k, v in results["missing"].items()]
+    if "cross_domain" in results:
+        cd = results["cross_domain"]
+        rows.append([f"held-out {cd['held_out']}", cd["ood"]["overall"], cd["ood"]["open"], cd["ood"]["closed"]])
+    print(format_table(["condition", "accuracy", "open", "closed"], rows,
+                       title=f"{results['task']} on {results['n_test']} test items ({results['oov_test_answers']} answers "
+                             "outside the vocabulary, counted wrong)"))
+    print(f"results: {out}")
+    return 0

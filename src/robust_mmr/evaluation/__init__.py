@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the clean / perturbed / cross-domain / missing protocols, and baselines."""

@@ -1,0 +1,117 @@
+"""The evaluation protocols on a fine-tuned classifier run (DESIGN §4):
+
+- ``clean``: accuracy overall / open / closed with a bootstrap 95% CI, beside the majority and
+  question-only baselines;
+- ``perturbed``: every chosen corruption × severity on the image, text perturbation × severity on
+  the text, and paired on both; per-cell accuracy, the mean, RR = acc_pert / acc_clean;
+- ``missing``: accuracy with the image removed and with the text removed;
+- ``cross-domain``: when the run held a domain out, accuracy on the unseen domain's test records,
+  the in-domain test reference, and RR = 1 − (iid − ood) / iid.
+
+Every cell records its evaluation seed and the parameters sampled for one example item.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from robust_mmr.config import load_config
+from robust_mmr.errors import InputError
+from robust_mmr.evaluation.baselines import majority_hits, question_only_hits
+from robust_mmr.evaluation.metrics import accuracy_breakdown, bootstrap_ci, domain_robustness, relative_robustness
+from robust_mmr.evaluation.predict import Cell, Predictor
+from robust_mmr.perturbations.image.registry import image_corruptions
+from robust_mmr.perturbations.seeding import SEVERITIES
+from robust_mmr.perturbations.text import text_perturbations
+from robust_mmr.tasks.data import Holdout, load_task_records, split_records
+from robust_mmr.tasks.finetune import load_finetuned
+from robust_mmr.tasks.labels import LabelVocab
+
+PROTOCOLS = ("clean", "perturbed", "missing", "cross-domain")
+
+
+def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PROTOCOLS, seed: int = 0,
+                 corruptions: list[str] | None = None, text_perts: list[str] | None = None,
+                 severities: tuple[int, ...] = SEVERITIES, modality: str = "generic", max_items: int | None = None,
+                 progress: bool = True) -> dict:
+    """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict."""
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise InputError(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROTOCOLS)}")
+    model, tokenizer, _, task = load_finetuned(run_dir)
+    vocab = LabelVocab(tuple(task["labels"]))
+    holdout = Holdout(**task["holdout"]) if task["holdout"] else None
+    records = load_task_records(data_dir, task["task"])
+    parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
+    test = _subsample(parts["test"], max_items)
+    predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed)
+    closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in test])
+    results: dict = {"run": str(run_dir), "task": task["task"], "method": pretraining_method(task["init"]),
+                     "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
+                     "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum())}
+
+    clean_hits, _ = predictor.hits(Cell())
+    clean = accuracy_breakdown(clean_hits, closed)
+    results["clean"] = {**clean, "ci95": bootstrap_ci(clean_hits, seed=seed),
+                        "baselines": {"majority": float(majority_hits(parts["train"], test).mean()),
+                                      "question_only": float(question_only_hits(parts["train"], test).mean())}}
+    if "perturbed" in protocols:
+        corruptions = corruptions or image_corruptions(modality=modality)
+        text_perts = text_perts or text_perturbations()
+        cells = [("image", Cell(image=(c, s))) for c in corruptions for s in severities]
+        cells += [("text", Cell(text=(t, s))) for t in text_perts for s in severities]
+        cells += [("both", Cell(image=(c, s), text=(t, s))) for c, t in zip(corruptions, text_perts) for s in severities]
+        table = []
+        for target, cell in tqdm(cells, desc="perturbed cells", disable=not progress):
+            hits, example = predictor.hits(cell)
+            table.append({"target": target, "image": cell.image, "text": cell.text, "accuracy": float(hits.mean()),
+                          "seed": seed, "example_params": example})
+        results["perturbed"] = {"cells": table, **_perturbed_summary(table, clean["overall"])}
+    if "missing" in protocols:
+        results["missing"] = {
+            name: accuracy_breakdown(predictor.hits(cell)[0], closed)["overall"]
+            for name, cell in (("image_removed", Cell(drop_image=True)), ("text_removed", Cell(drop_text=True)))
+        }
+    if "cross-domain" in protocols and holdout is not None:
+        ood = _subsample(parts["test_ood"], max_items)
+        ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed)
+        ood_hits, _ = ood_pred.hits(Cell())
+        ood_closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in ood])
+        ood_acc = accuracy_breakdown(ood_hits, ood_closed)
+        results["cross_domain"] = {"held_out": f"{holdout.key}={holdout.value}", "ood": ood_acc,
+                                   "ood_ci95": bootstrap_ci(ood_hits, seed=seed), "iid": clean["overall"],
+                                   "rr": domain_robustness(ood_acc["overall"], clean["overall"]),
+                                   "baselines": {"majority": float(majority_hits(parts["train"], ood).mean()),
+                                                 "question_only": float(question_only_hits(parts["train"], ood).mean())}}
+    return results
+
+
+def pretraining_method(init: str) -> str:
+    """The pre-training method behind a fine-tuning init: ``scratch`` or the run's ``objective.method``."""
+    if init == "scratch":
+        return "scratch"
+    return load_config(str(Path(init) / "config.yaml")).objective.method
+
+
+def _perturbed_summary(cells: list[dict], clean: float) -> dict:
+    out = {}
+    for target in ("image", "text", "both"):
+        accs = [c["accuracy"] for c in cells if c["target"] == target]
+        if accs:
+            mean = float(np.mean(accs))
+            out[target] = {"mean_accuracy": mean, "rr": relative_robustness(mean, clean)}
+    accs = [c["accuracy"] for c in cells]
+    out["mean_accuracy"] = float(np.mean(accs))
+    out["rr"] = relative_robustness(out["mean_accuracy"], clean)
+    return out
+
+
+def _subsample(records: list, max_items: int | None) -> list:
+    """A fixed random subset (the same items for every method and seed) or everything."""
+    if max_items is None or len(records) <= max_items:
+        return records
+    keep = np.sort(np.random.default_rng(0).choice(len(records), size=max_items, replace=False))
+    return [records[i] for i in keep]

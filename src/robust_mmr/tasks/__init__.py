@@ -1,0 +1,1 @@
+"""Downstream tasks: VQA and image–text classification (a classifier on the pooled pair feature)."""

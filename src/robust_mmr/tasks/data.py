@@ -1,0 +1,130 @@
+"""Supervised data for fine-tuning: VQA and classification records → tensors, with domain hold-outs.
+
+A record's text is its question (VQA) or its text (classification); its target is the answer or
+label, indexed in a :class:`~robust_mmr.tasks.labels.LabelVocab` (-1 outside the vocabulary).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.data.manifest import read_manifest
+from robust_mmr.data.schema import ClassificationRecord, VQARecord
+from robust_mmr.errors import InputError
+from robust_mmr.tasks.labels import LabelVocab
+from robust_mmr.training.data import image_to_tensor
+
+TASK_MANIFESTS = {"vqa": "vqa.jsonl", "classify": "classification.jsonl"}
+TaskRecord = VQARecord | ClassificationRecord
+
+
+def record_text(record: TaskRecord) -> str:
+    return record.question if isinstance(record, VQARecord) else record.text
+
+
+def record_target(record: TaskRecord) -> str:
+    return record.answer if isinstance(record, VQARecord) else record.label
+
+
+def load_task_records(root: Path, task: str) -> list[TaskRecord]:
+    path = Path(root) / TASK_MANIFESTS[task]
+    if not path.is_file():
+        raise InputError(f"{root}: no {TASK_MANIFESTS[task]} for task {task!r}")
+    return read_manifest(path)
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Leave-one-domain-out: records whose ``meta[key] == value`` form the unseen domain."""
+
+    key: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Holdout:
+        if "=" not in text:
+            raise InputError(f"--holdout must look like KEY=VALUE (e.g. domain=site-c), got {text!r}")
+        key, value = text.split("=", 1)
+        return cls(key, value)
+
+    def is_held_out(self, record: TaskRecord) -> bool:
+        if self.key not in record.meta:
+            raise InputError(f"record {record.id} has no meta key {self.key!r} to hold out by")
+        return str(record.meta[self.key]) == self.value
+
+
+def split_records(records: list[TaskRecord], holdout: Holdout | None, val_fraction: float,
+                  seed: int) -> tuple[dict[str, list[TaskRecord]], list[str]]:
+    """train / val / test (in-domain) / test_ood (held-out domain) record lists, plus notes on what was done.
+
+    Training and validation only ever see training domains. Without a val split, ``val_fraction`` of
+    the training images (all questions of an image together) is carved out, seeded.
+    """
+    notes = []
+    seen = [r for r in records if holdout is None or not holdout.is_held_out(r)]
+    parts = {s: [r for r in seen if r.split == s] for s in ("train", "val", "test")}
+    parts["test_ood"] = [r for r in records if holdout is not None and holdout.is_held_out(r) and r.split == "test"]
+    if holdout is not None:
+        if not parts["test_ood"]:
+            raise InputError(f"no test records with {holdout.key}={holdout.value}")
+        notes.append(f"held out {holdout.key}={holdout.value}: {len(parts['test_ood'])} test records never trained on")
+    if not parts["val"]:
+        images = sorted({r.image for r in parts["train"]})
+        rng = np.random.default_rng(seed)
+        val_images = set(rng.choice(images, size=max(1, int(len(images) * val_fraction)), replace=False).tolist())
+        parts["val"] = [r for r in parts["train"] if r.image in val_images]
+        parts["train"] = [r for r in parts["train"] if r.image not in val_images]
+        notes.append(f"no val split in the data: carved {len(val_images)} training images "
+                     f"({len(parts['val'])} records) out as validation (seed {seed})")
+    if not parts["train"]:
+        raise InputError("no training records left")
+    return parts, notes
+
+
+class TaskDataset(Dataset):
+    """(record, image tensor) items; decoded images are cached (many questions share an image)."""
+
+    def __init__(self, root: Path, records: list[TaskRecord], image_size: int, channels: int):
+        self.root, self.records = Path(root), records
+        self.image_size, self.channels = image_size, channels
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image(self, relative: str) -> torch.Tensor:
+        if relative not in self._cache:
+            array = load_image(resolve_image_path(self.root, relative))
+            self._cache[relative] = image_to_tensor(array, self.image_size, self.channels)
+        return self._cache[relative]
+
+    def __getitem__(self, index: int) -> tuple[TaskRecord, torch.Tensor]:
+        record = self.records[index]
+        return record, self.image(record.image)
+
+
+@dataclass
+class TaskCollator:
+    """Tokenises texts and indexes targets. Batch: pixels, input_ids, attention_mask, labels, closed."""
+
+    tokenizer: object
+    max_length: int
+    vocab: LabelVocab
+
+    def __call__(self, items: list[tuple[TaskRecord, torch.Tensor]]) -> dict:
+        records, images = zip(*items)
+        enc = self.tokenizer([record_text(r) for r in records], padding="max_length", truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        return {
+            "pixels": torch.stack(images),
+            "input_ids": enc["input_ids"],
+            "attention_mask": enc["attention_mask"],
+            "labels": torch.tensor([self.vocab.index(record_target(r)) for r in records]),
+            "closed": torch.tensor([getattr(r, "answer_type", "open") == "closed" for r in records]),
+        }

@@ -1,0 +1,101 @@
+"""Running a fine-tuning job and loading its result.
+
+A fine-tuning run directory holds ``model.safetensors`` (backbone + head), ``config.yaml`` (the
+backbone's run config), ``task.json`` (task, label vocabulary, fine-tuning settings, init, hold-out,
+notes) and ``logs/``. Model selection uses the validation split of the training domains only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from robust_mmr.config import RunConfig, load_config, save_config
+from robust_mmr.errors import InputError
+from robust_mmr.model import build_model
+from robust_mmr.tasks.config import FinetuneConfig
+from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_records, record_target, split_records
+from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
+from robust_mmr.tasks.model import PairClassifier
+from robust_mmr.tasks.module import FinetuneModule
+from robust_mmr.training.checkpoint import load_pretrained
+
+
+def build_backbone(init: str, preset: str):
+    """(backbone, tokenizer, run config): from a pre-training run directory, or ``scratch`` from a preset."""
+    if init == "scratch":
+        cfg = load_config(preset)
+        model, tokenizer = build_model(cfg.model)
+        return model, tokenizer, cfg
+    model, tokenizer, cfg = load_pretrained(init)
+    return model.train(), tokenizer, cfg
+
+
+def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch", preset: str = "tiny",
+                   holdout: Holdout | None = None, vocab_splits: tuple[str, ...] = ("train",),
+                   progress: bool = True) -> dict:
+    """Fine-tune on ``data_dir`` and write the run to ``out``. Returns the summary (also in ``task.json``)."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    records = load_task_records(data_dir, cfg.task)
+    parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.seed)
+    vocab_source = [r for r in records if r.split in vocab_splits and (holdout is None or not holdout.is_held_out(r))]
+    vocab = LabelVocab.build(record_target(r) for r in vocab_source)
+    notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
+    backbone, tokenizer, run_cfg = build_backbone(init, preset)
+    model = PairClassifier(backbone, len(vocab))
+    size, channels = run_cfg.model.image_size, run_cfg.model.channels
+    collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
+
+    def loader(split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(TaskDataset(data_dir, parts[split], size, channels), batch_size=cfg.batch_size,
+                          shuffle=shuffle, collate_fn=collate, num_workers=cfg.num_workers,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+
+    train_loader = loader("train", True)
+    total_steps = cfg.epochs * math.ceil(len(parts["train"]) / cfg.batch_size)
+    module = FinetuneModule(model, cfg, total_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
+                        gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
+                        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
+                        num_sanity_val_steps=0)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, train_loader, loader("val", False))
+    model.load_state_dict(module.best_state)
+    summary = {
+        "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None,
+        "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
+        "finetune": asdict(cfg), "best_val_accuracy": round(module.best_accuracy, 4),
+        "counts": {k: len(v) for k, v in parts.items()}, "seconds": round(time.perf_counter() - start, 1),
+        "notes": notes,
+    }
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_config(run_cfg, out / "config.yaml")
+    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConfig, dict]:
+    """(classifier, tokenizer, backbone run config, task summary) from a fine-tuning run directory."""
+    run_dir = Path(run_dir)
+    for name in ("model.safetensors", "config.yaml", "task.json"):
+        if not (run_dir / name).is_file():
+            raise InputError(f"{run_dir}: missing {name} (not a fine-tuning run directory)")
+    task = json.loads((run_dir / "task.json").read_text())
+    run_cfg = load_config(str(run_dir / "config.yaml"))
+    backbone, tokenizer = build_model(run_cfg.model)
+    model = PairClassifier(backbone, len(task["labels"]))
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    return model.eval(), tokenizer, run_cfg, task
