@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", choices=("train", "m3ae"), default="train",
                    help="answer vocabulary from train answers, or train+val+test as in M3AE (for comparison only)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="fine-tuning settings, e.g. epochs=5 seed=1")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="fine-tuning settings (epochs=5 seed=1); model.* keys change a scratch backbone's preset")
     p.set_defaults(func=_finetune)
 
     e = subparsers.add_parser("evaluate", help="clean / perturbed / missing / cross-domain evaluation of a run")
@@ -44,13 +45,15 @@ def _finetune(args: argparse.Namespace) -> int:
     from robust_mmr.tasks.finetune import run_finetuning
 
     raw: dict = {"task": args.task}
+    model_overrides = [item for item in args.overrides if item.startswith("model.")]
     for item in args.overrides:
-        apply_override(raw, item)
+        if not item.startswith("model."):
+            apply_override(raw, item)
     cfg = _build(FinetuneConfig, raw, "finetune settings")
     holdout = Holdout.parse(args.holdout) if args.holdout else None
     splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
     summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
-                             vocab_splits=splits)
+                             vocab_splits=splits, model_overrides=model_overrides)
     for note in summary["notes"]:
         print(f"note: {note}")
     print(format_table(["split", "records"], list(summary["counts"].items()), title=f"{cfg.task} fine-tuning"))

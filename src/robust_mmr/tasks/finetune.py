@@ -31,10 +31,11 @@ from robust_mmr.tasks.module import FinetuneModule
 from robust_mmr.training.checkpoint import load_pretrained
 
 
-def build_backbone(init: str, preset: str):
-    """(backbone, tokenizer, run config): from a pre-training run directory, or ``scratch`` from a preset."""
+def build_backbone(init: str, preset: str, model_overrides: list[str] | None = None):
+    """(backbone, tokenizer, run config): from a pre-training run directory, or ``scratch`` from a preset
+    (with ``model.*`` overrides; a pre-trained backbone keeps its own config)."""
     if init == "scratch":
-        cfg = load_config(preset)
+        cfg = load_config(preset, model_overrides)
         model, tokenizer = build_model(cfg.model)
         return model, tokenizer, cfg
     model, tokenizer, cfg = load_pretrained(init)
@@ -43,7 +44,7 @@ def build_backbone(init: str, preset: str):
 
 def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch", preset: str = "tiny",
                    holdout: Holdout | None = None, vocab_splits: tuple[str, ...] = ("train",),
-                   progress: bool = True) -> dict:
+                   model_overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Fine-tune on ``data_dir`` and write the run to ``out``. Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
@@ -51,7 +52,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     vocab_source = [r for r in records if r.split in vocab_splits and (holdout is None or not holdout.is_held_out(r))]
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
-    backbone, tokenizer, run_cfg = build_backbone(init, preset)
+    backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
     model = PairClassifier(backbone, len(vocab))
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
