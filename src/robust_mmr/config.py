@@ -2,7 +2,9 @@
 
 A config is data: ``configs/tiny.yaml`` / ``small.yaml`` / ``base.yaml`` ship with the package and a
 user's own YAML file works the same way. Unknown keys and wrong types fail before any work starts,
-naming the key and what is allowed. The resolved config is written beside every run.
+naming the key and what is allowed; so do impossible values (each config class's ``validate``
+checks its own fields, :meth:`RunConfig.validate` the rules that span sections). The resolved config
+is written beside every run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import yaml
 from robust_mmr.errors import InputError
 
 PRESETS = ("tiny", "small", "base")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
+ON_BAD_SAMPLE = ("skip", "fail")
 
 
 @dataclass
@@ -33,6 +39,10 @@ class EncoderConfig:
     heads: int = 3
     mlp_ratio: int = 4
 
+    def validate(self, where: str) -> None:
+        if self.init == "scratch":  # a pretrained init (minilm, a path or id) brings its own sizes
+            _transformer_sizes(self, where)
+
 
 @dataclass
 class FusionConfig:
@@ -40,6 +50,9 @@ class FusionConfig:
     layers: int = 2
     heads: int = 3
     mlp_ratio: int = 4
+
+    def validate(self, where: str) -> None:
+        _transformer_sizes(self, where)
 
 
 @dataclass
@@ -50,6 +63,9 @@ class DecoderConfig:
     layers: int = 2
     heads: int = 4
     read_layer: int = 1
+
+    def validate(self, where: str) -> None:
+        _transformer_sizes(self, where)
 
 
 @dataclass
@@ -64,6 +80,19 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     projection_dim: int = 128
     itm_head: bool = False
+
+    def validate(self, where: str) -> None:
+        _require(self.patch_size > 0, f"{where}.patch_size", "> 0", self.patch_size)
+        _require(self.image_size > 0 and self.image_size % self.patch_size == 0, f"{where}.image_size",
+                 f"a positive multiple of patch_size ({self.patch_size})", self.image_size)
+        _require(self.channels in (1, 3), f"{where}.channels", "1 or 3", self.channels)
+        _require(self.max_text_length >= 4, f"{where}.max_text_length", ">= 4", self.max_text_length)
+        _require(self.projection_dim > 0, f"{where}.projection_dim", "> 0", self.projection_dim)
+        for name in ("vision", "text", "fusion", "decoder"):
+            getattr(self, name).validate(f"{where}.{name}")
+        layers = self.fusion.layers
+        _require(1 <= self.decoder.read_layer <= layers, f"{where}.decoder.read_layer",
+                 f"a fusion layer, 1..{layers} (model.fusion.layers)", self.decoder.read_layer)
 
 
 @dataclass
@@ -90,6 +119,23 @@ class ObjectiveConfig:
     mr_weight: float = 0.5
     drop_prob: float = 0.15
 
+    def validate(self, where: str) -> None:
+        from robust_mmr.objectives.pretrain import METHODS  # torch-heavy: only when validating
+        from robust_mmr.perturbations.image import MODALITIES
+
+        _require(self.method in METHODS, f"{where}.method", f"one of {', '.join(METHODS)}", self.method)
+        _require(self.modality in MODALITIES, f"{where}.modality", f"one of {', '.join(MODALITIES)}", self.modality)
+        _require(0.0 < self.image_mask_ratio < 1.0, f"{where}.image_mask_ratio", "in (0, 1)", self.image_mask_ratio)
+        _require(0.0 < self.text_mask_prob < 1.0, f"{where}.text_mask_prob", "in (0, 1)", self.text_mask_prob)
+        _require(all(p >= 0 for p in self.mode_probs) and sum(self.mode_probs) > 0, f"{where}.mode_probs",
+                 "three probabilities >= 0 with a positive sum", list(self.mode_probs))
+        _require(0.0 < self.clean_mask_scale <= 1.0, f"{where}.clean_mask_scale", "in (0, 1]", self.clean_mask_scale)
+        _require(self.altered_token_boost >= 1.0, f"{where}.altered_token_boost", ">= 1", self.altered_token_boost)
+        _require(0.0 <= self.drop_prob <= 1.0, f"{where}.drop_prob", "in [0, 1]", self.drop_prob)
+        _require(self.dc_temperature > 0, f"{where}.dc_temperature", "> 0", self.dc_temperature)
+        for name in ("itm_weight", "aware_beta", "dc_weight", "coral_weight", "mr_weight"):
+            _require(getattr(self, name) >= 0, f"{where}.{name}", ">= 0", getattr(self, name))
+
 
 @dataclass
 class TrainConfig:
@@ -109,6 +155,21 @@ class TrainConfig:
     devices: int = 1
     num_nodes: int = 1
     strategy: str = "auto"
+    on_bad_sample: str = "skip"  # skip (listed in the run summary) | fail (stop at the first bad sample)
+
+    def validate(self, where: str) -> None:
+        for name in ("batch_size", "max_steps", "log_every", "devices", "num_nodes"):
+            _require(getattr(self, name) > 0, f"{where}.{name}", "an integer > 0", getattr(self, name))
+        for name in ("lr", "head_lr_multiplier"):
+            _require(getattr(self, name) > 0, f"{where}.{name}", "> 0", getattr(self, name))
+        for name in ("weight_decay", "warmup_steps", "grad_clip", "num_workers", "seed", "checkpoint_every"):
+            _require(getattr(self, name) >= 0, f"{where}.{name}", ">= 0", getattr(self, name))
+        _require(self.precision in PRECISIONS, f"{where}.precision", f"one of {', '.join(PRECISIONS)}", self.precision)
+        _require(self.accelerator in ACCELERATORS, f"{where}.accelerator", f"one of {', '.join(ACCELERATORS)}",
+                 self.accelerator)
+        _require(self.strategy in STRATEGIES, f"{where}.strategy", f"one of {', '.join(STRATEGIES)}", self.strategy)
+        _require(self.on_bad_sample in ON_BAD_SAMPLE, f"{where}.on_bad_sample", f"one of {', '.join(ON_BAD_SAMPLE)}",
+                 self.on_bad_sample)
 
 
 @dataclass
@@ -116,6 +177,27 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first impossible value and what is allowed."""
+        self.model.validate("model")
+        self.objective.validate("objective")
+        self.train.validate("train")
+        _require(self.objective.itm_weight == 0 or self.model.itm_head, "objective.itm_weight",
+                 "0 unless model.itm_head is true (there is no ITM head to train)", self.objective.itm_weight)
+
+
+def _require(ok: bool, key: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise InputError(f"config key {key}: got {value!r}; allowed: {allowed}")
+
+
+def _transformer_sizes(cfg: Any, where: str) -> None:
+    """hidden, layers, heads (and mlp_ratio) of a transformer stack: positive, hidden divisible by heads."""
+    for name in ("hidden", "layers", "heads", "mlp_ratio"):
+        if hasattr(cfg, name):
+            _require(getattr(cfg, name) > 0, f"{where}.{name}", "an integer > 0", getattr(cfg, name))
+    _require(cfg.hidden % cfg.heads == 0, f"{where}.hidden", f"a multiple of {where}.heads ({cfg.heads})", cfg.hidden)
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
@@ -131,7 +213,9 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunCon
     raw = yaml.safe_load(text) or {}
     for item in overrides or []:
         _apply_override(raw, item)
-    return _build(RunConfig, raw, source)
+    cfg = _build(RunConfig, raw, source)
+    cfg.validate()
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -186,6 +270,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return tuple(_coerce(a, v, where) for a, v in zip(args, value))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads "5e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if hint in (int, float, str, bool) and not (isinstance(value, hint) and not (hint is int and isinstance(value, bool))):
         raise InputError(f"{where}: expected {hint.__name__}, got {value!r}")
     return value

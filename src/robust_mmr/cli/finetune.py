@@ -50,6 +50,8 @@ def _finetune(args: argparse.Namespace) -> int:
         if not item.startswith("model."):
             apply_override(raw, item)
     cfg = _build(FinetuneConfig, raw, "finetune settings")
+    if cfg.task == "retrieve":
+        return _finetune_retrieval(args, cfg, model_overrides)
     holdout = Holdout.parse(args.holdout) if args.holdout else None
     splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
     summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
@@ -58,6 +60,22 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(format_table(["split", "records"], list(summary["counts"].items()), title=f"{cfg.task} fine-tuning"))
     print(f"best validation accuracy {summary['best_val_accuracy']:.3f} in {summary['seconds']} s → {args.out}")
+    return 0
+
+
+def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_overrides: list[str]) -> int:
+    from robust_mmr.errors import InputError
+    from robust_mmr.tasks.retrieval import run_retrieval_finetuning
+
+    if args.holdout:
+        raise InputError("--holdout is not supported with --task retrieve")
+    summary = run_retrieval_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config,
+                                       model_overrides=model_overrides)
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(format_table(["split", "pairs"], list(summary["counts"].items()), title="retrieve fine-tuning"))
+    print(f"best validation R@1 (mean of both directions) {summary['best_val_r1']:.3f} in {summary['seconds']} s "
+          f"→ {args.out}")
     return 0
 
 
@@ -73,6 +91,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         max_items=args.max_items)
     out = args.out or args.run / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if results["task"] == "retrieve":
+        from robust_mmr.evaluation.retrieval import retrieval_table
+
+        print(retrieval_table(results))
+        print(f"results: {out}")
+        return 0
     clean = results["clean"]
     rows = [["clean", clean["overall"], clean["open"], clean["closed"]],
             ["majority baseline", clean["baselines"]["majority"], "", ""],

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
-from robust_mmr.config import PRESETS, load_config
+from robust_mmr.config import ON_BAD_SAMPLE, PRESETS, load_config
 from robust_mmr.objectives import METHODS
 
 
@@ -17,19 +18,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset directory with image_text.jsonl")
     p.add_argument("--out", type=Path, help="run directory (default runs/pretrain/CONFIG-METHOD-seedS)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
+    p.add_argument("--on-bad-sample", choices=ON_BAD_SAMPLE,
+                   help="skip unusable samples and list them in the summary, or fail at the first "
+                        "(default: the config's train.on_bad_sample, skip)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=50")
     p.set_defaults(func=_pretrain)
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from robust_mmr.training.pretrain import run_pretraining  # heavy imports only when training
+    from lightning.pytorch.utilities import rank_zero_only  # heavy imports only when training
 
-    cfg = load_config(args.config, [f"objective.method={args.method}", *args.overrides])
+    from robust_mmr.training.module import NonFiniteLossError
+    from robust_mmr.training.pretrain import run_pretraining
+
+    say = print if rank_zero_only.rank == 0 else (lambda *_: None)  # a distributed run prints once
+    bad = [f"train.on_bad_sample={args.on_bad_sample}"] if args.on_bad_sample else []
+    cfg = load_config(args.config, [f"objective.method={args.method}", *args.overrides, *bad])
     name = Path(args.config).stem if args.config not in PRESETS else args.config
     run_dir = args.out or Path("runs") / "pretrain" / f"{name}-{cfg.objective.method}-seed{cfg.train.seed}"
-    print(f"pre-training {cfg.objective.method} ({name}) on {args.data} → {run_dir}")
-    summary = run_pretraining(cfg, args.data, run_dir, resume=not args.no_resume)
+    say(f"pre-training {cfg.objective.method} ({name}) on {args.data} → {run_dir}")
+    try:
+        summary = run_pretraining(cfg, args.data, run_dir, resume=not args.no_resume)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     rows = [[k.removeprefix("train/"), v] for k, v in sorted(summary["final_metrics"].items()) if k.startswith("train/")]
-    print(format_table(["loss term", "last value"], rows, title=f"{summary['steps']} steps in {summary['seconds']} s"))
-    print(f"weights: {summary['weights']}  ({summary['parameters'] / 1e6:.1f} M parameters)")
+    say(format_table(["loss term", "last value"], rows,
+                     title=f"{summary['steps']} steps in {summary['seconds']} s"))
+    if summary["skipped"]:
+        say(format_table(["reason", "samples", "first ids"], _skipped_rows(summary["skipped"]),
+                         title=f"{len(summary['skipped'])} samples skipped (all in summary.json)"))
+    say(f"weights: {summary['weights']}  ({summary['parameters'] / 1e6:.1f} M parameters)")
     return 0
+
+
+def _skipped_rows(skipped: list[dict[str, str]], shown: int = 3) -> list[list]:
+    ids: dict[str, list[str]] = {}
+    for s in skipped:
+        ids.setdefault(s["reason"], []).append(s["id"])
+    return [[reason, len(v), ", ".join(v[:shown]) + (" ..." if len(v) > shown else "")] for reason, v in sorted(ids.items())]

@@ -29,6 +29,7 @@ from robust_mmr.perturbations.text import text_perturbations
 from robust_mmr.tasks.data import Holdout, load_task_records, split_records
 from robust_mmr.tasks.finetune import load_finetuned
 from robust_mmr.tasks.labels import LabelVocab
+from robust_mmr.tasks.retrieval import is_retrieval_run
 
 PROTOCOLS = ("clean", "perturbed", "missing", "cross-domain")
 
@@ -38,6 +39,11 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                  severities: tuple[int, ...] = SEVERITIES, modality: str = "generic", max_items: int | None = None,
                  progress: bool = True) -> dict:
     """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict."""
+    if is_retrieval_run(run_dir):
+        from robust_mmr.evaluation.retrieval import evaluate_retrieval_run
+
+        return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
+                                      modality, max_items, progress)
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise InputError(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROTOCOLS)}")
@@ -81,7 +87,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
         ood_hits, _ = ood_pred.hits(Cell())
         ood_closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in ood])
         ood_acc = accuracy_breakdown(ood_hits, ood_closed)
-        results["cross_domain"] = {"held_out": f"{holdout.key}={holdout.value}", "ood": ood_acc,
+        results["cross_domain"] = {"held_out": f"{holdout.key}={holdout.value}", "n_test": len(ood), "ood": ood_acc,
                                    "ood_ci95": bootstrap_ci(ood_hits, seed=seed), "iid": clean["overall"],
                                    "rr": domain_robustness(ood_acc["overall"], clean["overall"]),
                                    "baselines": {"majority": float(majority_hits(parts["train"], ood).mean()),

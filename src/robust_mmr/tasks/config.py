@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TASKS = ("vqa", "classify")
+TASKS = ("vqa", "classify", "retrieve")
 
 
 @dataclass

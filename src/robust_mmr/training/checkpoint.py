@@ -1,14 +1,23 @@
-"""Exported weights: ``model.safetensors`` + ``config.yaml`` in a run directory.
+"""Exported weights (``model.safetensors`` + ``config.yaml``) and the training checkpoints' file I/O.
 
 Loading builds the model from the saved config and reads tensors only (safetensors never
-unpickles), so a checkpoint from an untrusted source cannot run code.
+unpickles), so a checkpoint from an untrusted source cannot run code. Lightning's resume
+checkpoints (``checkpoints/last.ckpt``) go through :class:`SafeCheckpointIO`: written to a temp file,
+fsynced and renamed over the old one (a kill mid-save leaves the previous checkpoint intact), and
+read with ``torch.load(weights_only=True)`` (tensors and plain containers only; a pickle that would
+run code is refused before anything runs).
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
 from robust_mmr.config import RunConfig, load_config, save_config
@@ -55,3 +64,57 @@ class ExportWeights(L.Callback):
         if trainer.is_global_zero:
             export_weights(pl_module.model, self.cfg, self.run_dir)
 
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Atomic saves (temp file + fsync + rename) and ``weights_only`` loads for Lightning checkpoints."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with tmp.open("wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_training_checkpoint(path, map_location)
+
+
+def load_training_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A Lightning checkpoint's dict, unpickled with ``weights_only=True``; anything else is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"checkpoint {path} holds more than tensors and plain containers; refused without "
+                         f"unpickling it (weights_only=True): {first_line}") from None
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete temp files a killed save left behind (``.NAME.tmp-PID``); returns what was removed."""
+    stale = sorted(Path(directory).glob(".*.tmp-*")) if Path(directory).is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,13 +2,16 @@
 
 Image corruptions run batched on the training device inside the objective; text perturbations are
 string operations, so the collator applies them (in DataLoader workers). Each sample's draws are a
-function of (seed, sample id, epoch), so a resumed run sees the same views.
+function of (seed, sample id, epoch), and the training order one of (seed, epoch)
+(:mod:`robust_mmr.training.sampler`), so a resumed run sees the same batches and views. Bad samples are
+screened out or left out of their batch and listed (:mod:`robust_mmr.training.screening`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -17,12 +20,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from robust_mmr.config import ModelConfig, ObjectiveConfig, TrainConfig
-from robust_mmr.data.images import load_image, resolve_image_path
-from robust_mmr.data.manifest import read_manifest
+from robust_mmr.data.images import ImageReadError, read_image, resolve_image_path
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.perturbations.seeding import derive_seed
 from robust_mmr.perturbations.text import perturb_text, text_perturbations
+from robust_mmr.training.sampler import EpochSampler, ResumableLoader
+from robust_mmr.training.screening import Skipped, screen_records
 
 
 def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
@@ -46,26 +50,53 @@ def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor
     return t.clamp(0.0, 1.0)
 
 
-class ImageTextDataset(Dataset):
-    """Records of one split of an ``image_text.jsonl`` manifest: (record, image tensor) pairs."""
+class Sample(NamedTuple):
+    """One dataset item: ``pixels`` (C, H, W) float in [0, 1], or None with ``problem`` saying why."""
 
-    def __init__(self, root: Path, split: str, image_size: int, channels: int):
-        manifest = Path(root) / "image_text.jsonl"
-        if not manifest.is_file():
-            raise InputError(f"{root}: no image_text.jsonl (pre-training needs image–text pairs)")
+    record: ImageTextRecord
+    pixels: torch.Tensor | None
+    epoch: int
+    problem: Skipped | None
+
+
+class ImageTextDataset(Dataset):
+    """The usable records of one split of an ``image_text.jsonl`` manifest (``skipped``: the others).
+
+    Indexed by ``i`` or by the sampler's ``(i, epoch)``. A file that fails to decode gives a
+    :class:`Sample` with ``pixels=None`` and its ``problem`` (``on_bad_sample="fail"``: InputError).
+    """
+
+    def __init__(self, root: Path, split: str, image_size: int, channels: int, on_bad_sample: str = "skip"):
         self.root = Path(root)
-        self.records: list[ImageTextRecord] = [r for r in read_manifest(manifest) if r.split == split]
+        self.records, self.skipped = screen_records(self.root, split, on_bad_sample)
         if not self.records:
-            raise InputError(f"{manifest}: no records in split {split!r}")
-        self.image_size, self.channels = image_size, channels
+            raise InputError(f"{self.root / 'image_text.jsonl'}: no usable records in split {split!r}"
+                             f" ({len(self.skipped)} skipped)")
+        self.image_size, self.channels, self.on_bad_sample = image_size, channels, on_bad_sample
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[ImageTextRecord, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        index, epoch = index if isinstance(index, tuple) else (index, 0)
         record = self.records[index]
-        image = load_image(resolve_image_path(self.root, record.image))
-        return record, image_to_tensor(image, self.image_size, self.channels)
+        try:
+            image, info = read_image(resolve_image_path(self.root, record.image))
+            _check_finite(image, info, record.image)
+        except ImageReadError as err:
+            if self.on_bad_sample == "fail":
+                raise InputError(f"bad sample {record.id}: {err.reason} ({err.detail})") from None
+            return Sample(record, None, epoch, Skipped(record.id, err.reason, err.detail))
+        return Sample(record, image_to_tensor(image, self.image_size, self.channels), epoch, None)
+
+
+def _check_finite(image: np.ndarray, info: dict, name: str) -> None:
+    """Refuse NaN/inf pixels: in a float array, or in the intensity mapping ``read_image`` reports
+    (a DICOM whose pixels hold NaN yields a NaN min-max window and would decode as an all-black image)."""
+    bad_info = [k for k, v in info.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad_info or (image.dtype.kind == "f" and not np.isfinite(image).all()):
+        where = f" (intensity mapping: {', '.join(f'{k}={info[k]}' for k in bad_info)})" if bad_info else ""
+        raise ImageReadError("non-finite pixels", f"{name}: NaN or infinite pixel values{where}")
 
 
 @dataclass
@@ -81,13 +112,16 @@ class PretrainCollator:
     max_length: int
     objective: ObjectiveConfig
     seed: int
-    epoch: int = 0
 
-    def __call__(self, items: list[tuple[ImageTextRecord, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        records, images = zip(*items)
+    def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
+        """Samples that failed to decode are left out and listed in ``batch["skipped"]`` (dicts)."""
+        good = [s for s in items if s.problem is None]
+        if not good:
+            raise InputError(f"every sample of a batch failed to decode: {[s.problem for s in items]}")
+        records = [s.record for s in good]
         clean = self._encode([r.text.split() for r in records])
         batch = {
-            "pixels": torch.stack(images),
+            "pixels": torch.stack([s.pixels for s in good]),
             "input_ids": clean["input_ids"],
             "attention_mask": clean["attention_mask"],
             "maskable": self._maskable(clean["input_ids"], clean["attention_mask"]),
@@ -96,7 +130,8 @@ class PretrainCollator:
         if self.objective.coral_key:
             batch["domain"] = torch.tensor([_domain_id(r.meta.get(self.objective.coral_key)) for r in records])
         if self.objective.method != "mmr":
-            batch.update(self._perturbed_text(records, clean))
+            batch.update(self._perturbed_text(records, [s.epoch for s in good], clean))
+        batch["skipped"] = [s.problem.as_dict() for s in items if s.problem is not None]
         return batch
 
     def _encode(self, words: list[list[str]]):
@@ -107,17 +142,17 @@ class PretrainCollator:
         special = torch.tensor(self.tokenizer.all_special_ids)
         return attention.bool() & ~torch.isin(ids, special)
 
-    def _perturbed_text(self, records, clean) -> dict[str, torch.Tensor]:
+    def _perturbed_text(self, records, epochs: list[int], clean) -> dict[str, torch.Tensor]:
         names = text_perturbations()
         modes, pert_words, altered_words, aligned = [], [], [], []
-        for r in records:
-            rng = np.random.default_rng(derive_seed(self.seed, r.id, "pretrain-view", self.epoch + 1))
+        for r, epoch in zip(records, epochs):
+            rng = np.random.default_rng(derive_seed(self.seed, r.id, "pretrain-view", epoch + 1))
             mode = int(rng.choice(3, p=np.asarray(self.objective.mode_probs) / sum(self.objective.mode_probs)))
             modes.append(mode)
             words = r.text.split()
             if mode in (1, 2):  # text-only or both
                 name, severity = names[int(rng.integers(len(names)))], int(rng.integers(1, 6))
-                result = perturb_text(r.text, name, severity, seed=self.seed, sample_id=f"{r.id}/{self.epoch}")
+                result = perturb_text(r.text, name, severity, seed=self.seed, sample_id=f"{r.id}/{epoch}")
                 words, changed, is_aligned = result.text.split() or words, set(result.changed_words), result.token_aligned
             else:
                 changed, is_aligned = set(), True
@@ -172,7 +207,7 @@ def _domain_id(value) -> int:
 
 
 class PretrainDataModule(L.LightningDataModule):
-    """Train (and val) loaders over an image–text dataset directory."""
+    """The resumable, rank-sharded train loader over an image–text dataset directory."""
 
     def __init__(self, root: Path, model_cfg: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, tokenizer):
         super().__init__()
@@ -180,11 +215,17 @@ class PretrainDataModule(L.LightningDataModule):
         self.collator = PretrainCollator(tokenizer, model_cfg.max_text_length, objective, train.seed)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = ImageTextDataset(self.root, "train", self.model_cfg.image_size, self.model_cfg.channels)
+        self.train_set = ImageTextDataset(self.root, "train", self.model_cfg.image_size, self.model_cfg.channels,
+                                          self.train_cfg.on_bad_sample)
 
-    def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.train_cfg.seed)
-        workers = self.train_cfg.num_workers
-        return DataLoader(self.train_set, batch_size=self.train_cfg.batch_size, shuffle=True, drop_last=True,
-                          collate_fn=self.collator, num_workers=workers, generator=generator,
-                          persistent_workers=False, pin_memory=False)
+    def train_dataloader(self) -> ResumableLoader:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        sampler = EpochSampler(len(self.train_set), self.train_cfg.batch_size, self.train_cfg.seed, rank, world)
+        return ResumableLoader(self.train_set, sampler, self._progress, collate_fn=self.collator,
+                               num_workers=self.train_cfg.num_workers, persistent_workers=False, pin_memory=False)
+
+    def _progress(self) -> tuple[int, int]:
+        """(epoch, batches of it trained): read when Lightning saves a checkpoint."""
+        loop = self.trainer.fit_loop
+        return loop.epoch_progress.current.processed, loop.epoch_loop.batch_progress.current.processed

@@ -1,4 +1,11 @@
-"""Running a pre-training job: run directory, trainer, logs, checkpoints, resume, summary."""
+"""Running a pre-training job: run directory, trainer, logs, checkpoints, resume, summary.
+
+Reliability (see RELIABILITY.md): checkpoints are atomic and load with ``weights_only=True``; a run
+killed at any point resumes from ``checkpoints/last.ckpt`` to the same weights as an uninterrupted
+run (the data order, every view and every mask are functions of seed, epoch and step); bad samples
+are skipped and listed in the summary (or stop the run with ``train.on_bad_sample=fail``); a
+non-finite loss stops training. In a distributed run only rank 0 writes files.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +15,36 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_only
 
 from robust_mmr.config import RunConfig, save_config
-from robust_mmr.training.checkpoint import ExportWeights
+from robust_mmr.errors import InputError
+from robust_mmr.training.checkpoint import ExportWeights, SafeCheckpointIO, remove_stale_temp_files
 from robust_mmr.training.data import PretrainDataModule
-from robust_mmr.training.module import PretrainModule
+from robust_mmr.training.module import NonFiniteLossError, PretrainModule
+from robust_mmr.training.screening import MANIFEST, summarise_skipped
 
 
 def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool = True, progress: bool = True) -> dict:
     """Pre-train ``cfg`` on the image–text manifest in ``data_dir``; everything is written to ``run_dir``.
 
     With ``resume`` and an existing ``run_dir/checkpoints/last.ckpt``, training continues from it.
-    Returns the run summary (also written to ``run_dir/summary.json``).
+    Returns the run summary (also written to ``run_dir/summary.json`` by rank 0). Raises
+    :class:`NonFiniteLossError` (after writing the summary) when a loss term stops being finite.
     """
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    if not (data_dir / MANIFEST).is_file():
+        raise InputError(f"data directory {data_dir}: no {MANIFEST} there"
+                         + ("" if data_dir.is_dir() else " (the directory does not exist)"))
+    is_rank_zero = rank_zero_only.rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    if is_rank_zero:
+        save_config(cfg, run_dir / "config.yaml")
+        remove_stale_temp_files(run_dir / "checkpoints")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = PretrainModule(cfg)
     data = PretrainDataModule(data_dir, cfg.model, cfg.objective, cfg.train, module.tokenizer)
@@ -38,24 +58,52 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy, precision=cfg.train.precision, max_steps=cfg.train.max_steps,
+        strategy=_strategy(cfg.train.strategy), precision=cfg.train.precision, max_steps=cfg.train.max_steps,
         gradient_clip_val=cfg.train.grad_clip, log_every_n_steps=cfg.train.log_every,
         logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per attempt: a resume keeps earlier logs
-        callbacks=callbacks,
+        callbacks=callbacks, plugins=[SafeCheckpointIO()],
+        use_distributed_sampler=False,  # our EpochSampler shards by rank (see training/sampler.py)
         enable_progress_bar=progress, enable_model_summary=False, default_root_dir=run_dir, deterministic=False,
     )
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None)
+    stopped = None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            trainer.fit(module, datamodule=data, ckpt_path=str(last) if resume and last.is_file() else None,
+                        weights_only=True)
+    except NonFiniteLossError as err:
+        stopped = err
     summary = {
         "method": cfg.objective.method,
+        "status": "completed" if stopped is None else f"stopped: {stopped}",
         "steps": trainer.global_step,
         "seconds": round(time.perf_counter() - start, 1),
         "final_metrics": {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()},
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "train_pairs": len(data.train_set),
+        "world_size": trainer.world_size,
         "weights": str(run_dir / "model.safetensors"),
+        # decode-time skips live on each rank; gathering needs the process group, gone after a stop
+        **summarise_skipped(data.train_set.skipped + (module.skipped if stopped else
+                                                      _all_ranks(module.skipped, trainer.world_size))),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if stopped is not None:
+        raise stopped
     return summary
+
+
+def _strategy(name: str):
+    """``ddp`` tolerates parameters a step does not use (the ITM head with itm_weight 0, mmr's projection...)."""
+    return DDPStrategy(find_unused_parameters=True) if name == "ddp" else name
+
+
+def _all_ranks(items: list, world_size: int) -> list:
+    """Every rank's list, concatenated in rank order (this rank's alone outside a process group)."""
+    if world_size == 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return list(items)
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in part]

@@ -1,0 +1,310 @@
+"""Image–caption retrieval evaluation (DESIGN §4): full ranking in both directions from ITC embeddings.
+
+One similarity matrix (computed in row chunks) ranks every caption for every image (image→text,
+``i2t``) and every image for every caption (text→image, ``t2i``): no fused pass per pair. Images
+shared by several captions are ranked once (COCO protocol): an image query's rank is that of its
+best-ranked caption. Ties count against the query (rank = 1 + number of non-matches scoring at
+least the match), so a collapsed model ranks last, not first.
+
+Optional ITM re-ranking (ALBEF-style) re-orders only each query's top-k ITC candidates by the fused
+match score: k fused passes per query.
+
+Protocols: ``clean``; ``perturbed`` (image corruption × severity re-encodes only the images, text
+perturbation × severity only the captions, paired ``both`` re-encodes both), with
+ΔMR = MR_perturbed − MR_clean per direction and averaged. ``missing`` does not apply to retrieval
+(a query with its modality removed has nothing to rank by); ``cross-domain`` is not implemented here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from robust_mmr.cli.tables import format_table
+from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.data.schema import ImageTextRecord
+from robust_mmr.errors import InputError
+from robust_mmr.evaluation.metrics import bootstrap_ci
+from robust_mmr.perturbations.image.api import corrupt_image
+from robust_mmr.perturbations.image.registry import image_corruptions
+from robust_mmr.perturbations.seeding import SEVERITIES
+from robust_mmr.perturbations.text import perturb_text, text_perturbations
+from robust_mmr.training.data import image_to_tensor
+
+if TYPE_CHECKING:
+    from robust_mmr.tasks.retrieval_model import RetrievalModel
+
+DIRECTIONS = ("i2t", "t2i")
+RECALL_AT = (1, 5, 10)
+RERANK_K = 16
+PairScorer = Callable[[Tensor, Tensor], Tensor]  # (query index (P,), candidate index (P,)) → match score (P,)
+
+
+def group_images(image_keys: list[str]) -> tuple[list[int], Tensor]:
+    """Per-caption image keys (T,) → (index of each unique image's first caption (I,), caption→image (T,))."""
+    first: dict[str, int] = {}
+    for j, key in enumerate(image_keys):
+        first.setdefault(key, j)
+    order = {key: i for i, key in enumerate(first)}
+    return list(first.values()), torch.tensor([order[k] for k in image_keys], dtype=torch.long)
+
+
+def direction_ranks(queries: Tensor, candidates: Tensor, query_group: Tensor, candidate_group: Tensor,
+                    rerank: tuple[int, PairScorer] | None = None, chunk: int = 512) -> Tensor:
+    """1-based rank of each query's best true match among all candidates.
+
+    queries (Q, d), candidates (C, d) embeddings; a candidate matches a query when their groups (Q,),
+    (C,) are equal (every query has at least one match). ``rerank=(k, scorer)`` re-orders each
+    query's top-k candidates by ``scorer``; a query whose matches are all outside the top-k keeps its
+    ITC rank (> k). Returns (Q,) long.
+    """
+    ranks = []
+    for start in range(0, len(queries), chunk):
+        sim = queries[start:start + chunk].float() @ candidates.float().T  # (c, C)
+        match = query_group[start:start + chunk, None] == candidate_group[None, :]
+        rank = _rank_of_best_match(sim, match)
+        if rerank is not None:
+            k, scorer = rerank
+            top = sim.topk(min(k, sim.shape[1]), dim=1).indices  # (c, k)
+            query = torch.arange(start, start + len(sim))[:, None].expand_as(top)
+            scores = scorer(query.reshape(-1), top.reshape(-1)).view_as(top).float()
+            top_match = match.gather(1, top)
+            rank = torch.where(top_match.any(1), _rank_of_best_match(scores, top_match), rank)
+        ranks.append(rank)
+    return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
+
+
+def _rank_of_best_match(scores: Tensor, match: Tensor) -> Tensor:
+    """scores, match (c, C) → (c,): 1 + number of non-matches scoring at least the best match."""
+    best = scores.masked_fill(~match, float("-inf")).amax(1, keepdim=True)
+    return 1 + ((scores >= best) & ~match).sum(1)
+
+
+def retrieval_ranks(image_emb: Tensor, text_emb: Tensor, text_image: Tensor,
+                    rerank: dict[str, tuple[int, PairScorer]] | None = None) -> dict[str, Tensor]:
+    """Ranks in both directions: image_emb (I, d), text_emb (T, d), text_image (T,) image of each caption
+    → {"i2t": (I,), "t2i": (T,)}. ``rerank`` maps a direction to (k, scorer) for ITM re-ranking."""
+    rerank = rerank or {}
+    images = torch.arange(len(image_emb))
+    return {"i2t": direction_ranks(image_emb, text_emb, images, text_image, rerank.get("i2t")),
+            "t2i": direction_ranks(text_emb, image_emb, text_image, images, rerank.get("t2i"))}
+
+
+def rank_metrics(ranks: Tensor) -> dict[str, float]:
+    """R@1/5/10, mean and median rank of 1-based ranks (N,)."""
+    r = ranks.double().numpy()
+    out = {f"r{k}": float((r <= k).mean()) for k in RECALL_AT}
+    out.update(mean_rank=float(r.mean()), median_rank=float(np.median(r)))
+    return out
+
+
+def both_directions(ranks: dict[str, Tensor]) -> dict:
+    """Per-direction metrics plus their means (``mean_rank``, ``r1``, ...)."""
+    per = {d: rank_metrics(ranks[d]) for d in DIRECTIONS}
+    return {**per, **{key: float(np.mean([per[d][key] for d in DIRECTIONS])) for key in per["i2t"]}}
+
+
+@dataclass
+class Encoded:
+    """One modality of the test set under one condition: fusion-width tokens, validity, ITC embeddings."""
+
+    tokens: Tensor  # (N, S, D)
+    valid: Tensor  # (N, S) bool
+    emb: Tensor  # (N, dim), unit rows
+
+
+class RetrievalEncoder:
+    """Encodes the test pairs' unique images and their captions under a perturbation (or clean, cached).
+
+    Batches of 256 encode 2,000 tiny-preset images 1.6× faster than batches of 64 on 2 CPU cores.
+    """
+
+    def __init__(self, model: RetrievalModel, tokenizer, root: Path, records: list[ImageTextRecord], seed: int = 0,
+                 batch_size: int = 256):
+        self.model, self.tokenizer, self.records = model.eval(), tokenizer, records
+        self.seed, self.batch_size = seed, batch_size
+        cfg = model.backbone.cfg
+        self.size, self.channels, self.max_length = cfg.image_size, cfg.channels, cfg.max_text_length
+        first, self.text_image = group_images([r.image for r in records])
+        self.images = [records[j].image for j in first]
+        self.raw = {rel: load_image(resolve_image_path(root, rel)) for rel in self.images}
+        self._clean: dict[str, Encoded] = {}
+
+    @torch.no_grad()
+    def encode_images(self, corruption: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
+        if corruption is None and "image" in self._clean:
+            return self._clean["image"]
+        tokens, valid = [], []
+        for start in range(0, len(self.images), self.batch_size):
+            batch = []
+            for rel in self.images[start:start + self.batch_size]:
+                array = self.raw[rel]
+                if corruption is not None:
+                    array, params = corrupt_image(array, corruption[0], corruption[1], seed=self.seed, sample_id=rel)
+                    if example is not None:
+                        example.setdefault("image", params)
+                batch.append(image_to_tensor(array, self.size, self.channels))
+            t, v = self.model.backbone.encode_image(torch.stack(batch))
+            tokens.append(t)
+            valid.append(v)
+        tokens, valid = torch.cat(tokens), torch.cat(valid)
+        out = Encoded(tokens, valid, self.model.image_embedding(tokens))
+        if corruption is None:
+            self._clean["image"] = out
+        return out
+
+    @torch.no_grad()
+    def encode_texts(self, perturbation: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
+        if perturbation is None and "text" in self._clean:
+            return self._clean["text"]
+        texts = []
+        for r in self.records:
+            text = r.text
+            if perturbation is not None:
+                result = perturb_text(text, perturbation[0], perturbation[1], seed=self.seed, sample_id=r.id)
+                if example is not None:
+                    example.setdefault("text", {"original": text, "perturbed": result.text, "params": result.params})
+                text = result.text
+            texts.append(text)
+        tokens, valid = [], []
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start:start + self.batch_size], padding="max_length", truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+            t, v = self.model.backbone.encode_text(enc["input_ids"], enc["attention_mask"])
+            tokens.append(t)
+            valid.append(v)
+        tokens, valid = torch.cat(tokens), torch.cat(valid)
+        out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid))
+        if perturbation is None:
+            self._clean["text"] = out
+        return out
+
+    @torch.no_grad()
+    def ranks(self, images: Encoded, texts: Encoded, rerank_k: int = 0) -> dict[str, Tensor]:
+        """Ranks in both directions; with ``rerank_k`` > 0 (and an ITM head) the top-k are ITM re-ranked."""
+        rerank = None
+        if rerank_k > 0:
+            def i2t(q: Tensor, c: Tensor) -> Tensor:
+                return self._match(images, q, texts, c)
+
+            def t2i(q: Tensor, c: Tensor) -> Tensor:
+                return self._match(images, c, texts, q)
+
+            rerank = {"i2t": (rerank_k, i2t), "t2i": (rerank_k, t2i)}
+        return retrieval_ranks(images.emb, texts.emb, self.text_image, rerank)
+
+    def _match(self, images: Encoded, image_idx: Tensor, texts: Encoded, text_idx: Tensor) -> Tensor:
+        """ITM scores of the pairs (image_idx[p], text_idx[p]): (P,) fused passes in batches."""
+        scores = []
+        step = self.batch_size
+        for start in range(0, len(image_idx), step):
+            i, t = image_idx[start:start + step], text_idx[start:start + step]
+            scores.append(self.model.match_logits(images.tokens[i], images.valid[i], texts.tokens[t], texts.valid[t]))
+        return torch.cat(scores)
+
+
+def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...], seed: int = 0,
+                           corruptions: list[str] | None = None, text_perts: list[str] | None = None,
+                           severities: tuple[int, ...] = SEVERITIES, modality: str = "generic",
+                           max_items: int | None = None, progress: bool = True, rerank_k: int = RERANK_K) -> dict:
+    """Evaluate the retrieval run in ``run_dir`` on the test pairs of ``data_dir``; returns the results dict.
+
+    ``corruptions`` / ``text_perts``: None means every registered one (an empty list: none).
+    ``rerank_k``: ITM re-ranking of the top-k on the clean test set when the backbone has an ITM head
+    (0: off). Perturbed cells rank by ITC only.
+    """
+    from robust_mmr.evaluation.protocols import PROTOCOLS, _subsample, pretraining_method
+    from robust_mmr.tasks.data import split_records
+    from robust_mmr.tasks.retrieval import load_pairs, load_retrieval
+
+    unknown = set(protocols) - set(PROTOCOLS)
+    if unknown:
+        raise InputError(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROTOCOLS)}")
+    model, tokenizer, _, task = load_retrieval(run_dir)
+    parts, _ = split_records(load_pairs(data_dir), None, task["finetune"]["val_fraction"], task["finetune"]["seed"])
+    test = _subsample(parts["test"], max_items)
+    if len(test) < 2:
+        raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
+    encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed)
+    results: dict = {"run": str(run_dir), "task": "retrieve", "method": pretraining_method(task["init"]),
+                     "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
+                     "n_images": len(encoder.images), "holdout": None, "notes": []}
+    clean_images, clean_texts = encoder.encode_images(), encoder.encode_texts()
+    clean_ranks = encoder.ranks(clean_images, clean_texts)
+    clean = both_directions(clean_ranks)
+    for d in DIRECTIONS:
+        clean[d]["r1_ci95"] = bootstrap_ci((clean_ranks[d] == 1).numpy(), seed=seed)
+    if rerank_k > 0 and model.has_itm:
+        clean["itm_rerank"] = {"k": rerank_k, **both_directions(encoder.ranks(clean_images, clean_texts, rerank_k))}
+    results["clean"] = clean
+
+    if "perturbed" in protocols:
+        corruptions = image_corruptions(modality=modality) if corruptions is None else corruptions
+        text_perts = text_perturbations() if text_perts is None else text_perts
+        cells = [("image", (c, s), None) for c in corruptions for s in severities]
+        cells += [("text", None, (t, s)) for t in text_perts for s in severities]
+        cells += [("both", (c, s), (t, s)) for c, t in zip(corruptions, text_perts) for s in severities]
+        table = []
+        for target, image, text in tqdm(cells, desc="perturbed cells", disable=not progress):
+            example: dict = {}
+            ranks = encoder.ranks(encoder.encode_images(image, example), encoder.encode_texts(text, example))
+            metrics = both_directions(ranks)
+            table.append({"target": target, "image": image, "text": text, **metrics,
+                          "delta_mr": delta_mean_rank(metrics, clean), "seed": seed, "example_params": example})
+        results["perturbed"] = {"cells": table, **_perturbed_summary(table)}
+    if "missing" in protocols:
+        results["notes"].append("missing: not applicable to retrieval (a query with its modality removed has "
+                                "nothing to rank by)")
+    if "cross-domain" in protocols:
+        results["notes"].append("cross-domain: not implemented for retrieval runs (no domain is held out)")
+    return results
+
+
+def delta_mean_rank(perturbed: dict, clean: dict) -> dict[str, float]:
+    """ΔMR = MR_perturbed − MR_clean per direction and averaged over the two."""
+    out = {d: perturbed[d]["mean_rank"] - clean[d]["mean_rank"] for d in DIRECTIONS}
+    out["mean"] = float(np.mean([out[d] for d in DIRECTIONS]))
+    return out
+
+
+def _perturbed_summary(cells: list[dict]) -> dict:
+    """Per target (image / text / both) and over all cells: mean ΔMR per direction and mean R@1."""
+    out = {}
+    for target in ("image", "text", "both", None):
+        chosen = [c for c in cells if target is None or c["target"] == target]
+        if chosen:
+            summary = {"delta_mr": {k: float(np.mean([c["delta_mr"][k] for c in chosen])) for k in (*DIRECTIONS, "mean")},
+                       "mean_r1": float(np.mean([c["r1"] for c in chosen]))}
+            if target is None:
+                out.update(summary)
+            else:
+                out[target] = summary
+    return out
+
+
+def retrieval_table(results: dict) -> str:
+    """A terminal table of a retrieval results dict: R@1 / R@10 / mean rank per direction, and ΔMR."""
+    def row(name: str, m: dict, delta: dict | None = None) -> list:
+        return [name, m["i2t"]["r1"], m["t2i"]["r1"], m["i2t"]["r10"], m["t2i"]["r10"], m["i2t"]["mean_rank"],
+                m["t2i"]["mean_rank"], "" if delta is None else delta["mean"]]
+
+    clean = results["clean"]
+    rows = [row("clean (ITC)", clean)]
+    if "itm_rerank" in clean:
+        rows.append(row(f"clean, ITM re-rank top-{clean['itm_rerank']['k']}", clean["itm_rerank"]))
+    for target in ("image", "text", "both"):
+        cells = [c for c in results.get("perturbed", {}).get("cells", []) if c["target"] == target]
+        if cells:
+            mean = {d: {k: float(np.mean([c[d][k] for c in cells])) for k in ("r1", "r10", "mean_rank")}
+                    for d in DIRECTIONS}
+            rows.append(row(f"perturbed {target} (mean)", mean, results["perturbed"][target]["delta_mr"]))
+    headers = ["condition", "R@1 i→t", "R@1 t→i", "R@10 i→t", "R@10 t→i", "MR i→t", "MR t→i", "ΔMR"]
+    title = f"retrieval over {results['n_test']} test captions / {results['n_images']} images"
+    return "\n".join([format_table(headers, rows, title=title), *(f"note: {n}" for n in results["notes"])])

@@ -1,0 +1,126 @@
+"""Running a retrieval fine-tuning job (image–caption pairs of ``image_text.jsonl``) and loading its result.
+
+The run directory has the layout of :mod:`robust_mmr.tasks.finetune`: ``model.safetensors`` (backbone
++ ITC projections + temperature), ``config.yaml`` (the backbone's run config), ``task.json``
+(``"task": "retrieve"``, the embedding width, fine-tuning settings, init, notes) and ``logs/``.
+Model selection uses the validation pairs (val R@1, mean of both directions), never the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from robust_mmr.config import RunConfig, load_config, save_config
+from robust_mmr.data.manifest import read_manifest
+from robust_mmr.data.schema import ImageTextRecord
+from robust_mmr.errors import InputError
+from robust_mmr.model import build_model
+from robust_mmr.tasks.config import FinetuneConfig
+from robust_mmr.tasks.data import TaskDataset, split_records
+from robust_mmr.tasks.finetune import build_backbone
+from robust_mmr.tasks.retrieval_model import RetrievalModel
+from robust_mmr.tasks.retrieval_module import RetrievalModule
+
+PAIRS_MANIFEST = "image_text.jsonl"
+
+
+def load_pairs(root: Path) -> list[ImageTextRecord]:
+    path = Path(root) / PAIRS_MANIFEST
+    if not path.is_file():
+        raise InputError(f"{root}: no {PAIRS_MANIFEST} for task 'retrieve'")
+    return read_manifest(path)
+
+
+def is_retrieval_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a retrieval fine-tuning run (its task.json says ``"task": "retrieve"``)."""
+    path = Path(run_dir) / "task.json"
+    return path.is_file() and json.loads(path.read_text()).get("task") == "retrieve"
+
+
+@dataclass
+class PairCollator:
+    """Batch: pixels (B, C, H, W), input_ids / attention_mask (B, L) of the captions, images (B,) keys."""
+
+    tokenizer: object
+    max_length: int
+
+    def __call__(self, items: list[tuple[ImageTextRecord, torch.Tensor]]) -> dict:
+        records, images = zip(*items)
+        enc = self.tokenizer([r.text for r in records], padding="max_length", truncation=True,
+                             max_length=self.max_length, return_tensors="pt")
+        return {"pixels": torch.stack(images), "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                "images": [r.image for r in records]}
+
+
+def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch",
+                             preset: str = "tiny", model_overrides: list[str] | None = None,
+                             progress: bool = True) -> dict:
+    """Fine-tune ITC retrieval on ``data_dir`` and write the run to ``out``. Returns the summary (also in
+    ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    parts, notes = split_records(load_pairs(data_dir), None, cfg.val_fraction, cfg.seed)
+    backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
+    dim = run_cfg.model.projection_dim
+    model = RetrievalModel(backbone, dim)
+    if model.has_itm:
+        notes.append("backbone has an ITM head: trained with hard negatives beside ITC (for top-k re-ranking)")
+    size, channels = run_cfg.model.image_size, run_cfg.model.channels
+    collate = PairCollator(tokenizer, run_cfg.model.max_text_length)
+
+    def loader(split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(TaskDataset(data_dir, parts[split], size, channels), batch_size=cfg.batch_size,
+                          shuffle=shuffle, drop_last=shuffle and len(parts[split]) > cfg.batch_size,
+                          collate_fn=collate, num_workers=cfg.num_workers,
+                          generator=torch.Generator().manual_seed(cfg.seed))
+
+    train_loader = loader("train", True)
+    total_steps = cfg.epochs * len(train_loader)
+    module = RetrievalModule(model, cfg, total_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
+                        gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
+                        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
+                        num_sanity_val_steps=0)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, train_loader, loader("val", False))
+    model.load_state_dict(module.best_state)
+    summary = {
+        "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None, "holdout": None,
+        "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_recall, 4),
+        "temperature": round(1.0 / model.logit_scale().item(), 4),
+        "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
+        "seconds": round(time.perf_counter() - start, 1), "notes": notes,
+    }
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_config(run_cfg, out / "config.yaml")
+    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def load_retrieval(run_dir: str | Path) -> tuple[RetrievalModel, object, RunConfig, dict]:
+    """(retrieval model, tokenizer, backbone run config, task summary) from a retrieval run directory."""
+    run_dir = Path(run_dir)
+    for name in ("model.safetensors", "config.yaml", "task.json"):
+        if not (run_dir / name).is_file():
+            raise InputError(f"{run_dir}: missing {name} (not a fine-tuning run directory)")
+    task = json.loads((run_dir / "task.json").read_text())
+    if task.get("task") != "retrieve":
+        raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a retrieval run")
+    run_cfg = load_config(str(run_dir / "config.yaml"))
+    backbone, tokenizer = build_model(run_cfg.model)
+    model = RetrievalModel(backbone, task["dim"])
+    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    return model.eval(), tokenizer, run_cfg, task
