@@ -110,3 +110,22 @@ def test_evaluate_cli_writes_every_protocol(finetuned, synth_dir, capsys):
     assert cd["held_out"] == "domain=site-c" and cd["rr"] == pytest.approx(1 - (cd["iid"] - cd["ood"]["overall"]) / cd["iid"])
     printed = capsys.readouterr().out
     assert "question-only baseline" in printed and "held-out domain=site-c" in printed
+
+
+def test_classification_finetune_and_macro_f1(synth_dir, tmp_path):
+    """Image–text classification (MELINDA-style) on records derived from the synthetic pairs: label = modality."""
+    from robust_mmr.data.manifest import read_manifest, write_manifest
+    from robust_mmr.data.schema import ClassificationRecord
+
+    pairs = read_manifest(synth_dir / "image_text.jsonl")
+    data = tmp_path / "cls"
+    data.mkdir()
+    (data / "images").symlink_to(synth_dir / "images")
+    write_manifest(data / "classification.jsonl",
+                   [ClassificationRecord(p.id, p.image, p.text, p.meta["modality"], p.split, p.meta) for p in pairs])
+    run = tmp_path / "run"
+    assert main(["finetune", "--task", "classify", "--data", str(data), "--out", str(run), "epochs=1", *SMALL_MODEL]) == 0
+    assert main(["evaluate", str(run), "--data", str(data), "--protocol", "clean,missing"]) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["task"] == "classify" and 0.0 <= results["clean"]["macro_f1"] <= 1.0
+    assert "perturbed" not in results and "missing" in results

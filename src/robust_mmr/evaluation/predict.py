@@ -52,6 +52,12 @@ class Predictor:
     @torch.no_grad()
     def hits(self, cell: Cell) -> tuple[np.ndarray, dict]:
         """Per-record correctness (N,) bool under ``cell``, and the sampled parameters of one example."""
+        pred, example = self.predict(cell)
+        return pred == self.labels, example
+
+    @torch.no_grad()
+    def predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
+        """Predicted class per record (N,) under ``cell``, and the sampled parameters of one example."""
         example: dict = {}
         if cell.image is None:
             self._clean_images = self._clean_images or self._encode_images(None, example)
@@ -72,8 +78,7 @@ class Predictor:
                 images[0][idx], images[1][idx], texts[0][sl], texts[1][sl],
                 torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text))
             predictions.append(self.model.classify(fused).argmax(-1))
-        pred = torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)
-        return pred == self.labels, example
+        return (torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)), example
 
     def _encode_images(self, corruption: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         tokens, valid = [], []

@@ -21,7 +21,13 @@ from tqdm import tqdm
 from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.baselines import majority_hits, question_only_hits
-from robust_mmr.evaluation.metrics import accuracy_breakdown, bootstrap_ci, domain_robustness, relative_robustness
+from robust_mmr.evaluation.metrics import (
+    accuracy_breakdown,
+    bootstrap_ci,
+    domain_robustness,
+    macro_f1,
+    relative_robustness,
+)
 from robust_mmr.evaluation.predict import Cell, Predictor
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
@@ -59,8 +65,11 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
                      "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum())}
 
-    clean_hits, _ = predictor.hits(Cell())
+    clean_pred, _ = predictor.predict(Cell())
+    clean_hits = clean_pred == predictor.labels
     clean = accuracy_breakdown(clean_hits, closed)
+    if task["task"] == "classify":
+        clean["macro_f1"] = macro_f1(clean_pred, predictor.labels)
     results["clean"] = {**clean, "ci95": bootstrap_ci(clean_hits, seed=seed),
                         "baselines": {"majority": float(majority_hits(parts["train"], test).mean()),
                                       "question_only": float(question_only_hits(parts["train"], test).mean())}}
