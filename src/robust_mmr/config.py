@@ -222,6 +222,14 @@ def config_to_dict(cfg: Any) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def settings_from_overrides(cls: type, overrides: list[str], defaults: dict | None = None, where: str = "settings"):
+    """A config dataclass ``cls`` from ``key=value`` overrides on top of ``defaults`` (unknown keys and wrong types fail)."""
+    raw = dict(defaults or {})
+    for item in overrides:
+        _apply_override(raw, item)
+    return _build(cls, raw, where)
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
 

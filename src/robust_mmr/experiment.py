@@ -10,8 +10,10 @@ only the training domains' images: the held-out domain is unseen until the final
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,15 @@ PLANS = {
 }
 
 
+def quiet_lightning() -> None:
+    """Keep the demo's output to its own progress lines: Lightning's per-fit banners and tips, and two
+    harmless warnings (a deprecation inside Lightning, short epochs vs the logging interval), are hidden."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -83,6 +94,8 @@ def run_experiment(plan: ExperimentPlan, out: Path, progress: bool = False) -> P
     from robust_mmr.tasks.finetune import run_finetuning
     from robust_mmr.training.pretrain import run_pretraining
 
+    if not progress:
+        quiet_lightning()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2) + "\n", encoding="utf-8")

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
-from robust_mmr.config import PRESETS, _build
-from robust_mmr.config import _apply_override as apply_override
+from robust_mmr.config import PRESETS, settings_from_overrides
 from robust_mmr.tasks.config import TASKS, FinetuneConfig
 
 
@@ -44,12 +43,9 @@ def _finetune(args: argparse.Namespace) -> int:
     from robust_mmr.tasks.data import Holdout
     from robust_mmr.tasks.finetune import run_finetuning
 
-    raw: dict = {"task": args.task}
     model_overrides = [item for item in args.overrides if item.startswith("model.")]
-    for item in args.overrides:
-        if not item.startswith("model."):
-            apply_override(raw, item)
-    cfg = _build(FinetuneConfig, raw, "finetune settings")
+    settings = [item for item in args.overrides if not item.startswith("model.")]
+    cfg = settings_from_overrides(FinetuneConfig, settings, {"task": args.task}, "finetune settings")
     if cfg.task == "retrieve":
         return _finetune_retrieval(args, cfg, model_overrides)
     holdout = Holdout.parse(args.holdout) if args.holdout else None
