@@ -12,6 +12,7 @@ from robust_mmr.cli.main import main
 from robust_mmr.config import load_config
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.evaluation import retrieval as ev
+from robust_mmr.evaluation import predict as predict_module
 from robust_mmr.model import build_model
 from robust_mmr.perturbations.text import TextPerturbation
 from robust_mmr.tasks.config import FinetuneConfig
@@ -184,7 +185,7 @@ def test_cli_finetune_and_evaluate_end_to_end(retrieval_run, synth_dir, capsys):
 
 def test_identity_text_perturbation_reuses_clean_ranks(retrieval_run, synth_dir, monkeypatch):
     """Re-encoding unchanged captions must reproduce the clean ranks exactly: ΔMR = 0."""
-    monkeypatch.setattr(ev, "perturb_text", lambda text, name, severity, seed, sample_id: TextPerturbation(text, {}, True, []))
+    monkeypatch.setattr(predict_module, "perturb_text", lambda text, name, severity, seed, sample_id: TextPerturbation(text, {}, True, []))
     results = ev.evaluate_retrieval_run(retrieval_run, synth_dir, ("clean", "perturbed"), corruptions=[],
                                         text_perts=["word_drop"], severities=(3,), progress=False, rerank_k=0)
     (cell,) = results["perturbed"]["cells"]

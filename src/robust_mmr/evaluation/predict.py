@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.model.mmr_model import MMRModel
 from robust_mmr.perturbations.image.api import corrupt_image
 from robust_mmr.perturbations.text import perturb_text
 from robust_mmr.tasks.data import TaskRecord, record_target, record_text
@@ -81,35 +82,53 @@ class Predictor:
         return (torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)), example
 
     def _encode_images(self, corruption: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
-        tokens, valid = [], []
-        for start in range(0, len(self.images), self.batch_size):
-            batch = []
-            for rel in self.images[start:start + self.batch_size]:
-                array = self.raw[rel]
-                if corruption is not None:
-                    array, params = corrupt_image(array, corruption[0], corruption[1], seed=self.seed, sample_id=rel)
-                    example.setdefault("image", params)
-                batch.append(image_to_tensor(array, self.size, self.channels))
-            t, v = self.model.backbone.encode_image(torch.stack(batch))
-            tokens.append(t)
-            valid.append(v)
-        return torch.cat(tokens), torch.cat(valid)
+        return encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
+                             self.channels, self.batch_size, example)
 
     def _encode_texts(self, perturbation: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
-        texts = []
-        for r in self.records:
-            text = record_text(r)
-            if perturbation is not None:
-                result = perturb_text(text, perturbation[0], perturbation[1], seed=self.seed, sample_id=r.id)
-                example.setdefault("text", {"original": text, "perturbed": result.text, "params": result.params})
-                text = result.text
-            texts.append(text)
-        tokens, valid = [], []
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[start:start + self.batch_size], padding="max_length", truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            t, v = self.model.backbone.encode_text(enc["input_ids"], enc["attention_mask"])
-            tokens.append(t)
-            valid.append(v)
-        return torch.cat(tokens), torch.cat(valid)
+        items = [(r.id, record_text(r)) for r in self.records]
+        return encode_texts(self.model.backbone, self.tokenizer, items, perturbation, self.seed, self.max_length,
+                            self.batch_size, example)
 
+
+def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[str],
+                  corruption: tuple[str, int] | None, seed: int, size: int, channels: int, batch_size: int,
+                  example: dict | None = None) -> tuple[Tensor, Tensor]:
+    """Unimodal tokens (U, 1 + N, D) and validity of the decoded ``images`` (by path), each corrupted once with
+    ``corruption`` (replayable per (seed, image path)); the first image's sampled parameters go into ``example``."""
+    tokens, valid = [], []
+    for start in range(0, len(images), batch_size):
+        batch = []
+        for rel in images[start:start + batch_size]:
+            array = raw[rel]
+            if corruption is not None:
+                array, params = corrupt_image(array, corruption[0], corruption[1], seed=seed, sample_id=rel)
+                if example is not None:
+                    example.setdefault("image", params)
+            batch.append(image_to_tensor(array, size, channels))
+        t, v = backbone.encode_image(torch.stack(batch))
+        tokens.append(t)
+        valid.append(v)
+    return torch.cat(tokens), torch.cat(valid)
+
+
+def encode_texts(backbone: MMRModel, tokenizer, items: list[tuple[str, str]], perturbation: tuple[str, int] | None,
+                 seed: int, max_length: int, batch_size: int, example: dict | None = None) -> tuple[Tensor, Tensor]:
+    """Unimodal tokens (T, L, D) and validity of ``items`` ((record id, text) pairs), each text perturbed once with
+    ``perturbation`` (replayable per (seed, record id)); the first perturbation goes into ``example``."""
+    texts = []
+    for rid, text in items:
+        if perturbation is not None:
+            result = perturb_text(text, perturbation[0], perturbation[1], seed=seed, sample_id=rid)
+            if example is not None:
+                example.setdefault("text", {"original": text, "perturbed": result.text, "params": result.params})
+            text = result.text
+        texts.append(text)
+    tokens, valid = [], []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], padding="max_length", truncation=True,
+                        max_length=max_length, return_tensors="pt")
+        t, v = backbone.encode_text(enc["input_ids"], enc["attention_mask"])
+        tokens.append(t)
+        valid.append(v)
+    return torch.cat(tokens), torch.cat(valid)

@@ -32,11 +32,10 @@ from robust_mmr.data.images import load_image, resolve_image_path
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import bootstrap_ci
-from robust_mmr.perturbations.image.api import corrupt_image
+from robust_mmr.evaluation.predict import encode_images, encode_texts
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
-from robust_mmr.perturbations.text import perturb_text, text_perturbations
-from robust_mmr.training.data import image_to_tensor
+from robust_mmr.perturbations.text import text_perturbations
 
 if TYPE_CHECKING:
     from robust_mmr.tasks.retrieval_model import RetrievalModel
@@ -141,20 +140,8 @@ class RetrievalEncoder:
     def encode_images(self, corruption: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if corruption is None and "image" in self._clean:
             return self._clean["image"]
-        tokens, valid = [], []
-        for start in range(0, len(self.images), self.batch_size):
-            batch = []
-            for rel in self.images[start:start + self.batch_size]:
-                array = self.raw[rel]
-                if corruption is not None:
-                    array, params = corrupt_image(array, corruption[0], corruption[1], seed=self.seed, sample_id=rel)
-                    if example is not None:
-                        example.setdefault("image", params)
-                batch.append(image_to_tensor(array, self.size, self.channels))
-            t, v = self.model.backbone.encode_image(torch.stack(batch))
-            tokens.append(t)
-            valid.append(v)
-        tokens, valid = torch.cat(tokens), torch.cat(valid)
+        tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
+                                      self.channels, self.batch_size, example)
         out = Encoded(tokens, valid, self.model.image_embedding(tokens))
         if corruption is None:
             self._clean["image"] = out
@@ -164,23 +151,8 @@ class RetrievalEncoder:
     def encode_texts(self, perturbation: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if perturbation is None and "text" in self._clean:
             return self._clean["text"]
-        texts = []
-        for r in self.records:
-            text = r.text
-            if perturbation is not None:
-                result = perturb_text(text, perturbation[0], perturbation[1], seed=self.seed, sample_id=r.id)
-                if example is not None:
-                    example.setdefault("text", {"original": text, "perturbed": result.text, "params": result.params})
-                text = result.text
-            texts.append(text)
-        tokens, valid = [], []
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[start:start + self.batch_size], padding="max_length", truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
-            t, v = self.model.backbone.encode_text(enc["input_ids"], enc["attention_mask"])
-            tokens.append(t)
-            valid.append(v)
-        tokens, valid = torch.cat(tokens), torch.cat(valid)
+        tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
+                                     perturbation, self.seed, self.max_length, self.batch_size, example)
         out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid))
         if perturbation is None:
             self._clean["text"] = out

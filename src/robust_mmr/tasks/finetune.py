@@ -82,14 +82,19 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
         "counts": {k: len(v) for k, v in parts.items()}, "seconds": round(time.perf_counter() - start, 1),
         "notes": notes,
     }
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    save_config(run_cfg, out / "config.yaml")
-    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    save_task_run(out, model, run_cfg, summary)
     return summary
 
 
-def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConfig, dict]:
-    """(classifier, tokenizer, backbone run config, task summary) from a fine-tuning run directory."""
+def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:
+    """Write a fine-tuning run: ``model.safetensors``, the backbone's ``config.yaml`` and ``task.json``."""
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    save_config(run_cfg, out / "config.yaml")
+    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def read_task_run(run_dir: str | Path):
+    """(backbone built from the saved config, tokenizer, run config, task summary, saved weights) of a run."""
     run_dir = Path(run_dir)
     for name in ("model.safetensors", "config.yaml", "task.json"):
         if not (run_dir / name).is_file():
@@ -97,6 +102,14 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
     task = json.loads((run_dir / "task.json").read_text())
     run_cfg = load_config(str(run_dir / "config.yaml"))
     backbone, tokenizer = build_model(run_cfg.model)
+    return backbone, tokenizer, run_cfg, task, load_file(str(run_dir / "model.safetensors"))
+
+
+def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConfig, dict]:
+    """(classifier, tokenizer, backbone run config, task summary) from a fine-tuning run directory."""
+    backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
+    if "labels" not in task:
+        raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
     model = PairClassifier(backbone, len(task["labels"]))
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task

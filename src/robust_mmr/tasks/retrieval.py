@@ -9,7 +9,6 @@ Model selection uses the validation pairs (val R@1, mean of both directions), ne
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -18,17 +17,15 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from robust_mmr.config import RunConfig, load_config, save_config
+from robust_mmr.config import RunConfig
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
-from robust_mmr.model import build_model
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import TaskDataset, split_records
-from robust_mmr.tasks.finetune import build_backbone
+from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 from robust_mmr.tasks.retrieval_module import RetrievalModule
 
@@ -104,23 +101,15 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
         "seconds": round(time.perf_counter() - start, 1), "notes": notes,
     }
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    save_config(run_cfg, out / "config.yaml")
-    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    save_task_run(out, model, run_cfg, summary)
     return summary
 
 
 def load_retrieval(run_dir: str | Path) -> tuple[RetrievalModel, object, RunConfig, dict]:
     """(retrieval model, tokenizer, backbone run config, task summary) from a retrieval run directory."""
-    run_dir = Path(run_dir)
-    for name in ("model.safetensors", "config.yaml", "task.json"):
-        if not (run_dir / name).is_file():
-            raise InputError(f"{run_dir}: missing {name} (not a fine-tuning run directory)")
-    task = json.loads((run_dir / "task.json").read_text())
+    backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
     if task.get("task") != "retrieve":
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a retrieval run")
-    run_cfg = load_config(str(run_dir / "config.yaml"))
-    backbone, tokenizer = build_model(run_cfg.model)
     model = RetrievalModel(backbone, task["dim"])
-    model.load_state_dict(load_file(str(run_dir / "model.safetensors")), strict=True)
+    model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task

@@ -17,7 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from robust_mmr.config import ModelConfig, ObjectiveConfig, TrainConfig
 from robust_mmr.data.images import ImageReadError, read_image, resolve_image_path
