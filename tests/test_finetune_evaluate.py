@@ -129,3 +129,38 @@ def test_classification_finetune_and_macro_f1(synth_dir, tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert results["task"] == "classify" and 0.0 <= results["clean"]["macro_f1"] <= 1.0
     assert "perturbed" not in results and "missing" in results
+
+
+def test_corruption_error_against_a_reference():
+    from robust_mmr.evaluation.protocols import corruption_errors
+
+    def cell(name, severity, accuracy):
+        return {"target": "image", "image": [name, severity], "text": None, "accuracy": accuracy}
+
+    ours = [cell("jpeg", 1, 0.9), cell("jpeg", 5, 0.7), cell("blur", 1, 0.8)]
+    ref = [cell("jpeg", 1, 0.8), cell("jpeg", 5, 0.6), cell("blur", 1, 0.8), cell("blur", 3, 0.5)]
+    ce = corruption_errors(ours, ref)["image"]
+    assert ce["ce"]["jpeg"] == pytest.approx((0.1 + 0.3) / (0.2 + 0.4))
+    assert ce["ce"]["blur"] == pytest.approx(1.0)  # only the shared severity 1 counts
+    assert ce["mce"] == pytest.approx((ce["ce"]["jpeg"] + 1.0) / 2)
+    with pytest.raises(InputError, match="no perturbed cells in common"):
+        corruption_errors(ours, [cell("pixelate", 1, 0.5)])
+
+
+def test_evaluate_with_a_reference_run(finetuned, synth_dir, tmp_path, capsys):
+    args = ["evaluate", str(finetuned), "--data", str(synth_dir), "--protocol", "clean,perturbed",
+            "--corruptions", "jpeg", "--text-perturbations", "word_drop", "--severities", "5"]
+    assert main(args + ["--out", str(tmp_path / "ref.json")]) == 0
+    assert main(args + ["--reference", str(tmp_path / "ref.json"), "--out", str(tmp_path / "r.json")]) == 0
+    ce = json.loads((tmp_path / "r.json").read_text())["perturbed"]["corruption_error"]
+    assert ce["image"]["mce"] == pytest.approx(1.0)  # the same run as its own reference: CE = 1
+    assert "mCE image vs reference" in capsys.readouterr().out
+    assert main(args + ["--reference", str(tmp_path / "missing.json")]) == 2
+
+
+def test_finetune_over_seeds_writes_one_run_per_seed(synth_dir, tmp_path, capsys):
+    assert main(["finetune", "--data", str(synth_dir), "--out", str(tmp_path), "--seeds", "0,1", "epochs=1",
+                 *SMALL_MODEL]) == 0
+    seeds = [json.loads((tmp_path / f"seed{s}" / "task.json").read_text())["finetune"]["seed"] for s in (0, 1)]
+    assert seeds == [0, 1]
+    assert "2 runs in" in capsys.readouterr().out

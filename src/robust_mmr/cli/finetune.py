@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", choices=("train", "m3ae"), default="train",
                    help="answer vocabulary from train answers, or train+val+test as in M3AE (for comparison only)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--seeds", help="comma-separated seeds: one run per seed in OUT/seedN (then `report OUT/seed*`)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="fine-tuning settings (epochs=5 seed=1); model.* keys change a scratch backbone's preset")
     p.set_defaults(func=_finetune)
@@ -35,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--modality", default="generic")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (perturbation draws)")
     e.add_argument("--max-items", type=int, help="evaluate a fixed random subset of the test items")
+    e.add_argument("--reference", type=Path,
+                   help="an evaluated reference run (dir or results.json): adds corruption errors CE / mCE")
     e.add_argument("--out", type=Path, help="results JSON (default RUN/results.json)")
     e.set_defaults(func=_evaluate)
 
@@ -46,6 +49,14 @@ def _finetune(args: argparse.Namespace) -> int:
     model_overrides = [item for item in args.overrides if item.startswith("model.")]
     settings = [item for item in args.overrides if not item.startswith("model.")]
     cfg = settings_from_overrides(FinetuneConfig, settings, {"task": args.task}, "finetune settings")
+    if args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for seed in seeds:
+            print(f"== seed {seed} ==")
+            _finetune(argparse.Namespace(**{**vars(args), "seeds": None, "out": args.out / f"seed{seed}",
+                                            "overrides": [*args.overrides, f"seed={seed}"]}))
+        print(f"{len(seeds)} runs in {args.out}/seed*: evaluate each, then `robust-mmr report {args.out}/seed*`")
+        return 0
     if cfg.task == "retrieve":
         return _finetune_retrieval(args, cfg, model_overrides)
     holdout = Holdout.parse(args.holdout) if args.holdout else None
@@ -75,16 +86,33 @@ def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_ove
     return 0
 
 
+def _reference_cells(path: Path) -> list[dict]:
+    """The perturbed cells of an evaluated reference run (its directory or its results JSON)."""
+    from robust_mmr.errors import InputError
+
+    file = path / "results.json" if path.is_dir() else path
+    if not file.is_file():
+        raise InputError(f"--reference {path}: no results.json (evaluate the reference run first)")
+    cells = json.loads(file.read_text(encoding="utf-8")).get("perturbed", {}).get("cells")
+    if not cells:
+        raise InputError(f"--reference {path}: has no perturbed results")
+    return cells
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from robust_mmr.evaluation.protocols import PROTOCOLS, evaluate_run
+    from robust_mmr.evaluation.protocols import PROTOCOLS, corruption_errors, evaluate_run
 
     protocols = PROTOCOLS if args.protocol == "all" else tuple(args.protocol.split(","))
+    reference = _reference_cells(args.reference) if args.reference else None
     results = evaluate_run(
         args.run, args.data, protocols, seed=args.seed,
         corruptions=args.corruptions.split(",") if args.corruptions else None,
         text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
         severities=tuple(int(s) for s in args.severities.split(",")), modality=args.modality,
         max_items=args.max_items)
+    if reference is not None and "perturbed" in results and results["task"] != "retrieve":
+        results["perturbed"]["corruption_error"] = {"reference": str(args.reference),
+                                                    **corruption_errors(results["perturbed"]["cells"], reference)}
     out = args.out or args.run / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if results["task"] == "retrieve":
@@ -100,6 +128,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if "perturbed" in results:
         p = results["perturbed"]
         rows += [[f"perturbed {t} (mean)", p[t]["mean_accuracy"], "", ""] for t in ("image", "text", "both") if t in p]
+        ce = p.get("corruption_error", {})
+        rows += [[f"mCE {t} vs reference", ce[t]["mce"], "", ""] for t in ("image", "text", "both") if t in ce]
     if "missing" in results:
         rows += [[f"missing: {k.replace('_', ' ')}", v, "", ""] for k, v in results["missing"].items()]
     if "cross_domain" in results:

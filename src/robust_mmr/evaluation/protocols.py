@@ -124,6 +124,30 @@ def _perturbed_summary(cells: list[dict], clean: float) -> dict:
     return out
 
 
+def corruption_errors(cells: list[dict], reference_cells: list[dict]) -> dict:
+    """Corruption error relative to a reference run (ImageNet-C, Hendrycks & Dietterich 2019):
+    CE = Σ_s (1 − acc_s) / Σ_s (1 − acc_ref_s) per perturbed cell name over the severities both runs have,
+    and its mean (mCE) per target. Below 1 means fewer errors than the reference."""
+    def errors(table: list[dict]) -> dict[tuple[str, str], dict[int, float]]:
+        out: dict[tuple[str, str], dict[int, float]] = {}
+        for c in table:
+            name = " + ".join(c[m][0] for m in ("image", "text") if c.get(m))
+            severity = int((c.get("image") or c.get("text"))[1])
+            out.setdefault((c["target"], name), {})[severity] = 1.0 - c["accuracy"]
+        return out
+
+    ours, ref = errors(cells), errors(reference_cells)
+    per_cell: dict[str, dict[str, float]] = {}
+    for (target, name), errs in ours.items():
+        shared = sorted(set(errs) & set(ref.get((target, name), {})))
+        denominator = sum(ref[(target, name)][s] for s in shared)
+        if shared and denominator > 0:
+            per_cell.setdefault(target, {})[name] = sum(errs[s] for s in shared) / denominator
+    if not per_cell:
+        raise InputError("the reference run has no perturbed cells in common with this run")
+    return {target: {"ce": table, "mce": float(np.mean(list(table.values())))} for target, table in per_cell.items()}
+
+
 def _subsample(records: list, max_items: int | None) -> list:
     """A fixed random subset (the same items for every method and seed) or everything."""
     if max_items is None or len(records) <= max_items:
