@@ -65,6 +65,22 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     train_loader = loader("train", True)
     total_steps = cfg.epochs * math.ceil(len(parts["train"]) / cfg.batch_size)
     module = FinetuneModule(model, cfg, total_steps)
+    seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
+    summary = {
+        "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None,
+        "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
+        "finetune": asdict(cfg), "best_val_accuracy": round(module.best_accuracy, 4),
+        "counts": {k: len(v) for k, v in parts.items()}, "seconds": seconds,
+        "notes": notes,
+    }
+    save_task_run(out, model, run_cfg, summary)
+    return summary
+
+
+def fit_keeping_best(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader,
+                     cfg: FinetuneConfig, out: Path, progress: bool) -> float:
+    """Fit a fine-tuning module (CSV logs in ``out/logs``), then load the weights of its best validation
+    epoch (``module.best_state``) into ``module.model``. Returns the seconds spent."""
     out.mkdir(parents=True, exist_ok=True)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
                         gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
@@ -73,17 +89,9 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_loader, loader("val", False))
-    model.load_state_dict(module.best_state)
-    summary = {
-        "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None,
-        "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
-        "finetune": asdict(cfg), "best_val_accuracy": round(module.best_accuracy, 4),
-        "counts": {k: len(v) for k, v in parts.items()}, "seconds": round(time.perf_counter() - start, 1),
-        "notes": notes,
-    }
-    save_task_run(out, model, run_cfg, summary)
-    return summary
+        trainer.fit(module, train_loader, val_loader)
+    module.model.load_state_dict(module.best_state)
+    return round(time.perf_counter() - start, 1)
 
 
 def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:

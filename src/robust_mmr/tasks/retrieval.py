@@ -9,14 +9,11 @@ Model selection uses the validation pairs (val R@1, mean of both directions), ne
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from robust_mmr.config import RunConfig
@@ -25,7 +22,7 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import TaskDataset, split_records
-from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
+from robust_mmr.tasks.finetune import build_backbone, fit_keeping_best, read_task_run, save_task_run
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 from robust_mmr.tasks.retrieval_module import RetrievalModule
 
@@ -84,22 +81,13 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     train_loader = loader("train", True)
     total_steps = cfg.epochs * len(train_loader)
     module = RetrievalModule(model, cfg, total_steps)
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
-                        gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
-                        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
-                        num_sanity_val_steps=0)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_loader, loader("val", False))
-    model.load_state_dict(module.best_state)
+    seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
     summary = {
         "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None, "holdout": None,
         "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_recall, 4),
         "temperature": round(1.0 / model.logit_scale().item(), 4),
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
-        "seconds": round(time.perf_counter() - start, 1), "notes": notes,
+        "seconds": seconds, "notes": notes,
     }
     save_task_run(out, model, run_cfg, summary)
     return summary

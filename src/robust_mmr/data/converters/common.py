@@ -177,3 +177,23 @@ def read_fields(path: Path, sep: str, n_fields: int, report: ConversionReport):
                             f"{len(fields)} fields separated by {sep!r}, expected {n_fields}")
                 continue
             yield line_no, fields
+
+
+def read_jsonl(path: Path, report: ConversionReport):
+    """Yield ``(line_no, object)`` for each non-blank line of a JSON Lines file holding a JSON object.
+
+    Other lines are reported as ``invalid JSON`` or ``malformed row``.
+    """
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                report.skip(path, line_no, "<line>", "invalid JSON", err.msg)
+                continue
+            if not isinstance(obj, dict):
+                report.skip(path, line_no, "<line>", "malformed row", "expected a JSON object")
+                continue
+            yield line_no, obj

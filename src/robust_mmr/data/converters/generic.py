@@ -11,7 +11,6 @@ column goes into meta. A VQA table without ``answer_type`` gets yes/no → close
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from robust_mmr.data.converters.common import (
     as_text,
     link_folder,
     normalise_answer_type,
+    read_jsonl,
 )
 from robust_mmr.data.schema import SPLITS, ClassificationRecord, ImageTextRecord, Record, VQARecord
 from robust_mmr.errors import InputError
@@ -72,28 +72,17 @@ def _parse_columns(columns: str) -> dict[str, str]:
 
 
 def _read_rows(path: Path, report: ConversionReport) -> Iterator[tuple[int, dict[str, Any]]]:
+    if path.suffix.lower() != ".csv":
+        yield from read_jsonl(path, report)
+        return
     with path.open(encoding="utf-8", newline="") as fh:
-        if path.suffix.lower() == ".csv":
-            reader = csv.DictReader(fh)
-            for row in reader:
-                if None in row or any(v is None for v in row.values()):
-                    report.skip(path, reader.line_num, "<row>", "malformed row",
-                                f"expected {len(reader.fieldnames or [])} columns")
-                    continue
-                yield reader.line_num, row
-            return
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
+        reader = csv.DictReader(fh)
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                report.skip(path, reader.line_num, "<row>", "malformed row",
+                            f"expected {len(reader.fieldnames or [])} columns")
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                report.skip(path, line_no, "<line>", "invalid JSON", err.msg)
-                continue
-            if not isinstance(obj, dict):
-                report.skip(path, line_no, "<line>", "malformed row", "expected a JSON object")
-                continue
-            yield line_no, obj
+            yield reader.line_num, row
 
 
 def _record(kind: str, row: dict[str, Any], mapping: dict[str, str], default_split: str, prefix: str,

@@ -8,7 +8,6 @@ Becomes an image_text record (text = caption); meta: ``modality`` (= Type), ``mo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from robust_mmr.data.converters.common import (
     ImageIndex,
     as_text,
     link_folder,
+    read_jsonl,
     require_file,
     synpic_id,
 )
@@ -40,18 +40,10 @@ def convert(in_dir: Path, out: Path, report: ConversionReport) -> list[ImageText
     records = []
     for split, name in SPLIT_FILES.items():
         path = require_file(in_dir / "splitted_dataset" / name, f"MedPix-2.0 {name}")
-        with path.open(encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    report.skip(path, line_no, "<line>", "invalid JSON", err.msg)
-                    continue
-                record = _record(obj, split, prefix, in_dir / "images", found, report, path, line_no)
-                if record is not None:
-                    records.append(record)
+        for line_no, obj in read_jsonl(path, report):
+            record = _record(obj, split, prefix, in_dir / "images", found, report, path, line_no)
+            if record is not None:
+                records.append(record)
     return records
 
 
