@@ -125,3 +125,15 @@ def test_normalisation_rules():
              "us - ultrasound": "ultrasound", "xr - plain film": "x-ray", "Axial CT": "ct", "a photograph": "other",
              "Bone scintigraphy": "nuclear", "mammograph": "x-ray", "contrast enhanced": "other"}
     assert {text: modality_from_text(text) for text in table} == table
+
+
+def test_vqa_med_coarse_modality_reads_yes_no_modality_questions():
+    from robust_mmr.data.converters.vqa_med_2019 import _coarse_modality
+
+    organ = ("what organ system is shown in this image?", "skull and contents")
+    assert _coarse_modality({"modality": ("is this a ct scan?", "yes"), "organ": organ}) == "ct"
+    # a "no" says what the image is not: the modality comes from elsewhere, or stays unknown
+    assert _coarse_modality({"modality": ("is this a ct scan?", "no"), "organ": organ}) == "unknown"
+    assert _coarse_modality({"modality": ("is this a ct scan?", "no"),
+                             "abnormality": ("what is abnormal in the mri?", "glioma")}) == "mri"
+    assert _coarse_modality({"modality": ("what modality is shown?", "mr - flair"), "organ": organ}) == "mri"

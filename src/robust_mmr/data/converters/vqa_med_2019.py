@@ -126,11 +126,14 @@ def _image_domains(rows: list[Row]) -> dict[str, dict[str, str]]:
 
 
 def _coarse_modality(qa: dict[str, tuple[str, str]]) -> str:
+    """The coarse modality of an image: its C1 answer, the modality a C1 yes/no question names when the
+    answer is yes (a no says only what the image is not), else one that another question names."""
     texts = []
     if "modality" in qa:
         question, answer = qa["modality"]
-        texts += [question] if normalise_answer(answer) in ("yes", "no") else [answer]
-    texts += [question for question, _ in qa.values()]
+        answer = normalise_answer(answer)
+        texts += [question] if answer == "yes" else [] if answer == "no" else [answer]
+    texts += [question for category, (question, _) in qa.items() if category != "modality"]
     for text in texts:
         modality = modality_from_text(text)
         if modality != "other":
