@@ -1,8 +1,9 @@
-"""Pre-training runs: the loss falls, checkpoints load back exactly, a run resumes, `base` builds and steps."""
+"""Pre-training runs: the loss falls, checkpoints load back exactly, a run resumes, `base` builds and trains two steps."""
 
 from __future__ import annotations
 
 import csv
+import math
 
 import pytest
 import torch
@@ -11,9 +12,9 @@ from robust_mmr.cli.main import main
 from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.model import build_model
-from robust_mmr.objectives import PretrainObjective
 from robust_mmr.training.checkpoint import export_weights, load_pretrained
 from robust_mmr.training.data import ImageTextDataset, PretrainCollator
+from robust_mmr.training.module import PretrainModule
 from robust_mmr.training.pretrain import run_pretraining
 
 
@@ -78,21 +79,33 @@ def test_cli_rejects_unknown_config_keys(synth_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_base_builds_and_runs_one_step_at_batch_2():
-    cfg = load_config("base")
-    model, tokenizer = build_model(cfg.model)
-    n_params = sum(p.numel() for p in model.parameters())
+def test_base_builds_and_trains_two_steps_at_batch_2():
+    # The paper-scale preset on the CPU: the GPU settings swapped for CPU ones, no warm-up so the
+    # first update already moves the weights.
+    cfg = load_config("base", ["train.accelerator=cpu", "train.precision=32-true", "train.warmup_steps=0"])
+    module = PretrainModule(cfg)
+    n_params = sum(p.numel() for p in module.model.parameters())
     assert 300e6 < n_params < 400e6  # ViT-B/16 + BERT-base sizes + 6 co-attention layers at 768 + heads
-    objective = PretrainObjective(model, cfg.objective, tokenizer.mask_token_id, len(tokenizer))
-    enc = tokenizer(["CT chest: 1 nodule R lung.", "MR head: NAD."], padding="max_length", max_length=64,
-                    return_tensors="pt")
+    optimizer = module.configure_optimizers()["optimizer"]
+    enc = module.tokenizer(["CT chest: 1 nodule R lung.", "MR head: NAD."], padding="max_length", max_length=64,
+                           return_tensors="pt")
     maskable = enc.attention_mask.bool()
     batch = {"pixels": torch.rand(2, 3, 288, 288), "input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
              "maskable": maskable, "pert_input_ids": enc.input_ids, "pert_attention_mask": enc.attention_mask,
              "pert_maskable": maskable, "pert_targets": enc.input_ids, "text_altered": torch.zeros_like(maskable),
              "perturb_image": torch.tensor([True, False]), "perturb_text": torch.tensor([False, True]),
              "domain": torch.full((2,), -1)}
-    terms = objective(batch, torch.Generator().manual_seed(0))
-    terms["loss"].backward()
-    assert {"mim", "mlm", "itm", "mim_v1", "mlm_v1", "dc"} <= set(terms)
-    assert torch.isfinite(terms["loss"])
+    watched = {name: p.detach().clone() for name, p in module.model.named_parameters()
+               if name.endswith(("patch_embeddings.projection.weight", "word_embeddings.weight"))}
+    assert len(watched) == 2
+    losses = []
+    for step in range(2):
+        terms = module.objective(batch, torch.Generator().manual_seed(step))
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+        losses.append(float(terms["loss"]))
+        assert {"mim", "mlm", "itm", "mim_v1", "mlm_v1", "dc"} <= set(terms)
+    assert all(math.isfinite(x) for x in losses)
+    params = dict(module.model.named_parameters())
+    assert all(not torch.equal(params[name], before) for name, before in watched.items())
