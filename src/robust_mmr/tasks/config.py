@@ -18,6 +18,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     grad_clip: float = 1.0
     precision: str = "32-true"
+    accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
     num_workers: int = 0
     seed: int = 0
     val_fraction: float = 0.1  # carved from train (by image) when the data has no val split

@@ -82,7 +82,7 @@ def fit_keeping_best(module: L.LightningModule, train_loader: DataLoader, val_lo
     """Fit a fine-tuning module (CSV logs in ``out/logs``), then load the weights of its best validation
     epoch (``module.best_state``) into ``module.model``. Returns the seconds spent."""
     out.mkdir(parents=True, exist_ok=True)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
                         gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
                         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
                         num_sanity_val_steps=0)
@@ -90,7 +90,7 @@ def fit_keeping_best(module: L.LightningModule, train_loader: DataLoader, val_lo
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, train_loader, val_loader)
-    module.model.load_state_dict(module.best_state)
+    module.model.cpu().load_state_dict(module.best_state)
     return round(time.perf_counter() - start, 1)
 
 
