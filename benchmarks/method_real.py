@@ -1,0 +1,311 @@
+"""Method benchmark on real data: pre-train on VQA-Med-2019, fine-tune VQA on VQA-RAD leave-one-organ-out.
+
+Two stages.
+
+``prepare`` converts VQA-Med-2019 and VQA-RAD (native releases under ``--data-root``, default
+``../shared/data``) into ``<out>/sources``, captions every VQA-Med-2019 training and validation image
+from its category answers (:mod:`robust_mmr.data.captions`), removes the images that are also VQA-RAD
+test images (same synpic id or near-duplicate pixels, :mod:`robust_mmr.data.dedup`), and writes a
+compact, self-contained copy to ``<out>/data``: ``pretrain/image_text.jsonl`` and ``vqa_rad/vqa.jsonl``,
+each with its ``images/`` as 8-bit grayscale PNG whose longest side is ``--image-size`` (aspect kept),
+plus ``prepare.json`` with the counts. VQA-Med-2019's test images are left out of pre-training: their
+captions would be made of its test reference answers, so a checkpoint could no longer be evaluated on
+VQA-Med-2019, and each has a single question, so a single-fact caption.
+
+``run`` needs only ``<out>/data`` (so it runs where ``../shared`` is absent, e.g. a GPU machine given
+the folder): every variant pre-trains on the captions once per seed (the ``--model`` backbone at the
+prepared image size or ``--image-size``), then fine-tunes VQA on VQA-RAD once per held-out organ (HEAD,
+CHEST, ABD: trained on the other two) and evaluates clean, under CT/MR image corruptions (three never
+used in training), text perturbations, with a modality removed and on the held-out organ. Output:
+``<out>/summary.md`` (the tables of ``method_runs`` averaged over organs, then one table per held-out
+organ with open / closed / overall accuracy, both RRs and the majority and question-only baselines),
+``summary.json``, ``summary.png`` and every run under ``<out>/runs``.
+
+    python benchmarks/method_real.py prepare --out runs/bench-real
+    python benchmarks/method_real.py run --out runs/bench-real --steps 2000 --finetune-epochs 10
+    # on a GPU machine given runs/bench-real/data, six jobs at a time:
+    python benchmarks/method_real.py run --out runs/bench-real --steps 2000 --finetune-epochs 10 \\
+        --accelerator gpu --parallel 6 --threads 2 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from method_runs import (
+    Job,
+    add_common_arguments,
+    finished_results,
+    log,
+    mean_std,
+    resolve_variants,
+    run_jobs,
+    training_overrides,
+    write_summary,
+)
+from PIL import Image
+from tqdm import tqdm
+
+from robust_mmr.data.captions import captions_from_category_answers
+from robust_mmr.data.converters import convert_dataset
+from robust_mmr.data.dedup import remove_test_overlaps
+from robust_mmr.data.images import ImageReadError, load_image, resolve_image_path
+from robust_mmr.data.manifest import read_manifest, write_manifest
+from robust_mmr.data.schema import Record
+from robust_mmr.errors import InputError
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+PRETRAIN_SPLITS = ("train", "val")  # VQA-Med-2019 splits captioned for pre-training (see the docstring)
+HOLDOUT_KEY = "image_organ"
+COMPACT_BUDGET_MB = 40  # what is carried to a GPU machine
+# CT/MR corruptions: five training-role ones, then three eval-role ones never used in training. The first
+# four are also paired with the text perturbations ("both" cells).
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast_down", "ct_window_jitter", "bias_field",
+               "impulse_noise", "ct_streak", "mri_ghosting")
+TEXT_PERTURBATIONS = ("keyboard_typo", "synonym", "word_drop", "abbreviate")
+# MiniLM tokens: 42 of the 3,700 captions are longer (the end of their finding is cut); VQA-RAD questions <= 32
+MAX_TEXT_LENGTH = 40
+# VQA-RAD folds train on ~2,000 QA (two organs, less the 10% carved for validation): ~60 steps an epoch
+FINETUNE = {"batch_size": 32, "lr": 1e-4}
+# per-held-out-organ table: (headline key, column title)
+ORGAN_METRICS = (("clean", "in-domain"), ("clean_open", "in-dom. open"), ("clean_closed", "in-dom. closed"),
+                 ("held_out", "held-out"), ("held_out_open", "held-out open"),
+                 ("held_out_closed", "held-out closed"), ("domain_rr", "domain RR"),
+                 ("perturbation_rr", "perturbation RR"))
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Convert, caption, deduplicate and write the compact copy with its ``prepare.json``."""
+    sources, data = args.out / "sources", args.out / "data"
+    med_dir, rad_dir = sources / "vqa_med_2019", sources / "vqa_rad"
+    log(f"converting VQA-Med-2019 and VQA-RAD from {args.data_root} → {sources}")
+    convert_dataset("vqa-med-2019", args.data_root / "vqa_med_2019", med_dir)
+    convert_dataset("vqa-rad", args.data_root / "vqa_rad", rad_dir)
+    rad = read_manifest(rad_dir / "vqa.jsonl")
+    captions, counts = pretrain_captions(read_manifest(med_dir / "vqa.jsonl"), med_dir,
+                                         [r for r in rad if r.split == "test"], rad_dir)
+    if data.exists():
+        log(f"replacing the previous compact copy {data}")
+        shutil.rmtree(data)
+    pretrain, bad_pretrain = compact_dataset(captions, med_dir, data / "pretrain", args.image_size)
+    pretrain = [replace(r, split="train", meta={**r.meta, "source_split": r.split}) for r in pretrain]
+    task, bad_task = compact_dataset(rad, rad_dir, data / "vqa_rad", args.image_size)
+    write_manifest(data / "pretrain" / "image_text.jsonl", pretrain)
+    write_manifest(data / "vqa_rad" / "vqa.jsonl", task)
+
+    size_mb = folder_bytes(data) / 2**20
+    counts = {"image_size": args.image_size, "data_root": str(args.data_root), "size_mb": round(size_mb, 2), **counts,
+              "pretrain": {"images": len(pretrain), "unreadable": bad_pretrain,
+                           "by_source_split": dict(Counter(r.meta["source_split"] for r in pretrain))},
+              "vqa_rad": {"images": len({r.image for r in task}), "qa_per_organ": qa_per_organ(task),
+                          "answer_types": dict(Counter(f"{r.split} {r.answer_type}" for r in task)),
+                          "unreadable": bad_task}}
+    (data / "prepare.json").write_text(json.dumps(counts, indent=2) + "\n", encoding="utf-8")
+    log(f"compact copy {data}: {len(pretrain)} pre-training images, {len(task)} VQA-RAD QA on "
+        f"{counts['vqa_rad']['images']} images, {size_mb:.1f} MB")
+    if size_mb > COMPACT_BUDGET_MB:
+        log(f"WARNING: {size_mb:.1f} MB is over the {COMPACT_BUDGET_MB} MB meant to be carried; "
+            "prepare again with a smaller --image-size")
+
+
+def pretrain_captions(med: list[Record], med_dir: Path, rad_test: list[Record],
+                      rad_dir: Path) -> tuple[list[Record], dict]:
+    """Captions of the VQA-Med-2019 :data:`PRETRAIN_SPLITS` images minus those shared with the VQA-RAD
+    test split, and the counts of each step (for ``prepare.json``)."""
+    chosen = [r for r in med if r.split in PRETRAIN_SPLITS]
+    captions = captions_from_category_answers(chosen)
+    images = Counter(r.split for r in {r.image: r for r in chosen}.values())
+    dropped = sorted({r.image for r in chosen} - {c.image for c in captions})
+    log(f"captioned {len(captions)} of {sum(images.values())} VQA-Med-2019 {'+'.join(PRETRAIN_SPLITS)} images "
+        f"({len(dropped)} without a usable answer)")
+    log("removing images shared with the VQA-RAD test split (synpic id, dHash) ...")
+    kept, overlaps = remove_test_overlaps(captions, med_dir, [(rad_test, rad_dir)])
+    log(f"removed {sum(overlaps.removed.values())}: {dict(overlaps.removed)}")
+    counts = {"vqa_med_2019": {"splits": list(PRETRAIN_SPLITS), "images": dict(images),
+                               "captioned": dict(Counter(c.split for c in captions)),
+                               "dropped_without_usable_answer": len(dropped), "dropped_images": dropped,
+                               "test_images_left_out": len({r.image for r in med if r.split == "test"})},
+              "overlaps_with_vqa_rad_test": overlaps.to_dict()}
+    return kept, counts
+
+
+def compact_dataset(records: list[Record], src_root: Path, dst_root: Path, size: int) -> tuple[list[Record], list[str]]:
+    """Write every distinct image of ``records`` to ``dst_root`` as a grayscale PNG (same relative path,
+    ``.png``); returns the records pointing at the copies and the images that could not be read
+    (their records are left out)."""
+    copies, unreadable = {}, []
+    for image in tqdm(dict.fromkeys(r.image for r in records), desc=f"images → {dst_root.name}", unit="img"):
+        target = Path(image).with_suffix(".png").as_posix()
+        try:
+            write_compact_image(resolve_image_path(src_root, image), dst_root / target, size)
+        except ImageReadError as err:
+            unreadable.append(f"{image}: {err.reason}")
+            continue
+        copies[image] = target
+    return [replace(r, image=copies[r.image]) for r in records if r.image in copies], unreadable
+
+
+def write_compact_image(src: Path, dst: Path, size: int) -> None:
+    """``src`` as an 8-bit grayscale PNG whose longest side is ``size`` (aspect kept, Lanczos)."""
+    image = Image.fromarray(grey_uint8(load_image(src)), mode="L")
+    scale = size / max(image.size)
+    shape = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    image.resize(shape, Image.Resampling.LANCZOS).save(dst, optimize=True)
+
+
+def grey_uint8(pixels: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) uint8/uint16 → (H, W) uint8; colour is averaged like the model's 1-channel input
+    (``robust_mmr.training.data.image_to_tensor``), alpha ignored, 16-bit scaled by 1/257."""
+    x = pixels.astype(np.float32)
+    if x.ndim == 3:
+        x = x[..., :3].mean(axis=-1)
+    if pixels.dtype == np.uint16:
+        x /= 257.0
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def qa_per_organ(records: list[Record]) -> dict[str, dict[str, int]]:
+    """VQA-RAD QA count per ``image_organ`` and split."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        per = counts.setdefault(str(r.meta[HOLDOUT_KEY]), {})
+        per[r.split] = per.get(r.split, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------- run
+
+
+def run(args: argparse.Namespace, command: str) -> None:
+    """Pre-train, fine-tune per held-out organ and evaluate every variant × seed; write the summary."""
+    data = args.out / "data"
+    if not (data / "prepare.json").is_file():
+        sys.exit(f"error: {data} holds no prepared data; run first: "
+                 f"python benchmarks/method_real.py prepare --out {args.out}")
+    prepared = json.loads((data / "prepare.json").read_text(encoding="utf-8"))
+    image_size = args.image_size or prepared["image_size"]
+    organs = sorted({str(r.meta[HOLDOUT_KEY]) for r in read_manifest(data / "vqa_rad" / "vqa.jsonl")
+                     if r.split == "test"})
+    variants = resolve_variants(args)
+    overrides = [f"model.image_size={image_size}", f"model.max_text_length={MAX_TEXT_LENGTH}", f"train.lr={args.lr}",
+                 f"train.warmup_steps={max(1, args.steps // 20)}", *training_overrides(args)]
+    finetune = {**FINETUNE, "epochs": args.finetune_epochs, "accelerator": args.accelerator}
+    jobs = [Job(variant=name, overrides=(*overrides, *extra), seed=seed, pretrain_data=str(data / "pretrain"),
+                task_data=str(data / "vqa_rad"), out=str(args.out / "runs" / name / f"seed{seed}"),
+                holdouts=tuple(f"{HOLDOUT_KEY}={organ}" for organ in organs), finetune=finetune,
+                corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=(1, 3, 5),
+                max_eval_items=args.max_eval_items, retrieval=False, threads=args.threads)
+            for seed in args.seeds for name, extra in variants.items()]
+    results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
+    title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "
+             f"VQA-RAD, leave one organ out ({', '.join(organs)}); {args.model} backbone at {image_size} px, "
+             f"{args.steps} pre-training steps at batch {args.batch}")
+    path = write_summary(results, args.out, list(variants), title, command)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(organ_tables(results, list(variants), organs))
+    print(path.read_text(encoding="utf-8"))
+    log(f"summary: {path} (plot: {args.out / 'summary.png'})")
+
+
+def organ_tables(results: list[dict], order: list[str], organs: list[str]) -> str:
+    """Markdown, one table per held-out organ: mean ± std over seeds of each variant's headline numbers,
+    then the majority and question-only baselines (overall accuracy only)."""
+    per = organ_values(results)
+    lines = ["", "## Per held-out organ", "",
+             "Domain RR = 1 − (in-domain − held-out) / in-domain; perturbation RR = perturbed (all cells) / clean."]
+    for organ in organs:
+        holdout = f"{HOLDOUT_KEY}={organ}"
+        headers = ["variant", "seeds", *(title for _, title in ORGAN_METRICS)]
+        lines += ["", f"### {organ} held out", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        for variant in [v for v in order if (v, holdout) in per]:
+            values = per[(variant, holdout)]
+            cells = [_mean_std_cell(values.get(key, [])) for key, _ in ORGAN_METRICS]
+            lines.append("| " + " | ".join([variant, str(len(values["clean"])), *cells]) + " |")
+        for name, values in baseline_values(results, holdout).items():
+            cells = [_mean_std_cell(values.get(key, [])) for key, _ in ORGAN_METRICS]
+            lines.append("| " + " | ".join([f"*{name}*", "", *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def organ_values(results: list[dict]) -> dict[tuple[str, str], dict[str, list[float]]]:
+    """(variant, holdout) → metric → per-seed values (failed jobs left out)."""
+    table: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
+        for holdout, head in r["vqa"].items():
+            values = {**head, "perturbation_rr": head["perturbed"] / head["clean"] if head["clean"] else None}
+            per = table.setdefault((r["job"]["variant"], holdout), {})
+            for key, _ in ORGAN_METRICS:
+                if values.get(key) is not None:
+                    per.setdefault(key, []).append(values[key])
+    return table
+
+
+def baseline_values(results: list[dict], holdout: str) -> dict[str, dict[str, list[float]]]:
+    """Majority / question-only accuracy (in-domain as ``clean``, held-out as ``held_out``) over the finished
+    jobs: they depend only on the fine-tuning split and the evaluated items, not on the pre-training."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        head = r.get("vqa", {}).get(holdout)
+        if head is None:
+            continue
+        for name in ("majority", "question_only"):
+            per = out.setdefault(name.replace("_", "-"), {})
+            per.setdefault("clean", []).append(head["baselines"]["in_domain"][name])
+            if head["baselines"]["held_out"]:
+                per.setdefault("held_out", []).append(head["baselines"]["held_out"][name])
+    return out
+
+
+def _mean_std_cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.3f} ± {std:.3f}"
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    stages = parser.add_subparsers(dest="stage", required=True)
+    prep = stages.add_parser("prepare", help="convert, caption, deduplicate, write the compact copy")
+    prep.add_argument("--out", type=Path, required=True, help="benchmark folder (the copy goes to <out>/data)")
+    prep.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                      help="folder holding vqa_med_2019/ and vqa_rad/ in their native layouts")
+    prep.add_argument("--image-size", type=int, default=128, help="longest side of the compact images")
+    bench = stages.add_parser("run", help="pre-train, fine-tune and evaluate from <out>/data")
+    add_common_arguments(bench)
+    bench.add_argument("--image-size", type=int, default=None, help="model input size (default: the prepared size)")
+    bench.add_argument("--lr", type=float, default=3e-4, help="pre-training learning rate")
+    args = parser.parse_args(argv)
+    try:
+        if args.stage == "prepare":
+            if args.image_size < 16:
+                raise InputError(f"--image-size must be at least 16 (one ViT patch), got {args.image_size}")
+            prepare(args)
+        else:
+            command = "python benchmarks/method_real.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+            run(args, command)
+    except InputError as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    main()

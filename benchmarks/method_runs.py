@@ -1,0 +1,407 @@
+"""Shared machinery of the method benchmarks (``method_synthetic.py``, ``method_real.py``).
+
+One *job* = one pre-training variant × one seed: pre-train, fine-tune VQA once per held-out domain
+(and, optionally, ITC retrieval), evaluate every protocol, and keep the headline numbers in
+``<out>/runs/<variant>/seed<k>/result.json`` (a finished job is skipped when the script is run
+again). Jobs run in parallel processes; :func:`aggregate` turns the results into mean ± std tables
+over seeds, the gaps between Robust-MMR variants and the two controls, and a plot.
+
+Variants are data: a name and the config overrides that make it. The six built in are the three
+methods and Robust-MMR with each of its three components removed (DESIGN §1.2); ``--variant
+NAME=KEY=VALUE,KEY=VALUE`` adds more (a sweep point, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROBUST = "objective.method=robust-mmr"
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "mmr": ("objective.method=mmr",),
+    "mmr-aug": ("objective.method=mmr-aug",),
+    "robust-mmr": (ROBUST,),
+    "no-aware": (ROBUST, "objective.aware_masking=false"),
+    "no-dc": (ROBUST, "objective.domain_consistency=false"),
+    "no-mr": (ROBUST, "objective.modality_resilience=false"),
+}
+CONTROLS = ("mmr", "mmr-aug")
+# Backbones (on top of the tiny preset): the demo's (2 + 2 encoder layers, 1 fusion layer), or tiny itself.
+BACKBONES: dict[str, tuple[str, ...]] = {
+    "demo": ("model.vision.layers=2", "model.text.layers=2", "model.fusion.layers=1", "model.decoder.layers=1",
+             "model.decoder.read_layer=1"),
+    "tiny": (),
+}
+
+# Headline numbers per job, in table order: (key, column title).
+VQA_METRICS = (("clean", "clean"), ("perturbed", "perturbed (all)"), ("perturbed_image", "image corr."),
+               ("unseen_corruptions", "unseen corr."), ("perturbed_text", "text pert."),
+               ("image_removed", "image removed"), ("text_removed", "text removed"),
+               ("held_out", "held-out domain"), ("held_out_closed", "held-out closed"),
+               ("held_out_open", "held-out open"))
+RETRIEVAL_METRICS = (("r1", "R@1 (clean)"), ("mr", "MR (clean)"), ("delta_mr_image", "ΔMR image"),
+                     ("delta_mr_text", "ΔMR text"))
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    overrides: tuple[str, ...]  # model.*, objective.*, train.* for pre-training (seed added by the job)
+    seed: int
+    pretrain_data: str
+    task_data: str
+    out: str
+    holdouts: tuple[str, ...]  # KEY=VALUE per VQA fine-tuning run
+    finetune: dict  # FinetuneConfig fields (task and seed set by the job)
+    corruptions: tuple[str, ...]
+    text_perturbations: tuple[str, ...]
+    severities: tuple[int, ...]
+    max_eval_items: int
+    retrieval: bool = False
+    retrieval_data: str | None = None
+    preset: str = "tiny"
+    threads: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} seed {self.seed}"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_job(job: Job) -> dict:
+    """Run one job (or read its finished result); returns the result dict."""
+    import torch
+
+    from robust_mmr.config import load_config
+    from robust_mmr.evaluation.protocols import evaluate_run
+    from robust_mmr.experiment import quiet_lightning
+    from robust_mmr.tasks.config import FinetuneConfig
+    from robust_mmr.tasks.data import Holdout
+    from robust_mmr.tasks.finetune import run_finetuning
+    from robust_mmr.tasks.retrieval import run_retrieval_finetuning
+    from robust_mmr.training.pretrain import run_pretraining
+
+    root = Path(job.out)
+    done = root / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    torch.set_num_threads(job.threads)
+    quiet_lightning()
+    start = time.perf_counter()
+    cfg = load_config(job.preset, [*job.overrides, f"train.seed={job.seed}"])
+    pre = root / "pretrain"
+    summary = run_pretraining(cfg, Path(job.pretrain_data), pre, progress=False)
+    result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
+                                                    "final_loss": summary["final_metrics"].get("train/loss")},
+                    "vqa": {}}
+    evaluation = dict(corruptions=list(job.corruptions), text_perts=list(job.text_perturbations),
+                      severities=job.severities, max_items=job.max_eval_items, progress=False)
+    for holdout in job.holdouts:
+        ft_dir = root / f"vqa-{holdout.replace('=', '-')}"
+        ft_cfg = FinetuneConfig(**{**job.finetune, "task": "vqa", "seed": job.seed})
+        run_finetuning(ft_cfg, Path(job.task_data), ft_dir, init=str(pre), holdout=Holdout.parse(holdout),
+                       progress=False)
+        full = evaluate_run(ft_dir, Path(job.task_data), seed=0, **evaluation)
+        (ft_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+        result["vqa"][holdout] = vqa_headline(full)
+    if job.retrieval:
+        rt_dir = root / "retrieve"
+        rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": job.seed})
+        data = Path(job.retrieval_data or job.task_data)
+        run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(pre), progress=False)
+        full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **evaluation)
+        (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+        result["retrieval"] = retrieval_headline(full)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    done.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def vqa_headline(results: dict) -> dict:
+    """The headline numbers of one VQA evaluation (see :data:`VQA_METRICS`)."""
+    from robust_mmr.perturbations.image.registry import image_corruptions
+
+    unseen = set(image_corruptions(role="eval"))
+    pert = results["perturbed"]
+    unseen_cells = [c["accuracy"] for c in pert["cells"] if c["target"] == "image" and c["image"][0] in unseen]
+    cross = results.get("cross_domain", {})
+    return {
+        "clean": results["clean"]["overall"], "clean_open": results["clean"].get("open"),
+        "clean_closed": results["clean"].get("closed"),
+        "perturbed": pert["mean_accuracy"],
+        "perturbed_image": pert.get("image", {}).get("mean_accuracy"),
+        "unseen_corruptions": float(np.mean(unseen_cells)) if unseen_cells else None,
+        "perturbed_text": pert.get("text", {}).get("mean_accuracy"),
+        "image_removed": results["missing"]["image_removed"], "text_removed": results["missing"]["text_removed"],
+        "held_out": cross.get("ood", {}).get("overall"), "held_out_open": cross.get("ood", {}).get("open"),
+        "held_out_closed": cross.get("ood", {}).get("closed"), "domain_rr": cross.get("rr"),
+        "n_test": results["n_test"], "n_held_out": cross.get("n_test"),
+        "baselines": {"in_domain": results["clean"]["baselines"], "held_out": cross.get("baselines")},
+    }
+
+
+def retrieval_headline(results: dict) -> dict:
+    clean = results["clean"]
+    pert = results["perturbed"]
+    return {"r1": float(np.mean([clean[d]["r1"] for d in ("i2t", "t2i")])),
+            "mr": float(np.mean([clean[d]["mean_rank"] for d in ("i2t", "t2i")])),
+            "delta_mr_image": pert.get("image", {}).get("delta_mr", {}).get("mean"),
+            "delta_mr_text": pert.get("text", {}).get("delta_mr", {}).get("mean"),
+            "n_test": results["n_test"]}
+
+
+def _run_logged(job: Job) -> dict:
+    try:
+        return run_job(job)
+    except Exception:  # keep the other jobs going; the failure is reported with its traceback
+        return {"job": asdict(job), "error": traceback.format_exc()}
+
+
+def finished_results(jobs: list[Job]) -> list[dict]:
+    """The results of the jobs that have finished (their ``result.json`` exists)."""
+    paths = [Path(job.out) / "result.json" for job in jobs]
+    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+
+
+def run_jobs(jobs: list[Job], parallel: int) -> list[dict]:
+    """Run ``jobs`` in ``parallel`` processes (spawned: safe with CUDA), logging each as it ends."""
+    start = time.perf_counter()
+    log(f"{len(jobs)} jobs, {parallel} at a time")
+    results = []
+    if parallel <= 1:
+        finished = (_run_logged(job) for job in jobs)
+    else:
+        pool = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
+        finished = (f.result() for f in as_completed([pool.submit(_run_logged, job) for job in jobs]))
+    for i, result in enumerate(finished, 1):
+        label = f"{result['job']['variant']} seed {result['job']['seed']}"
+        if "error" in result:
+            log(f"[{i}/{len(jobs)}] {label} FAILED:\n{result['error']}")
+        else:
+            heads = "; ".join(f"{h}: clean {v['clean']:.3f} held-out {v['held_out']:.3f} perturbed "
+                              f"{v['perturbed']:.3f}" for h, v in result["vqa"].items())
+            log(f"[{i}/{len(jobs)}] {label} ({result.get('seconds', 0):.0f} s): {heads}")
+        results.append(result)
+    log(f"all jobs done in {time.perf_counter() - start:.0f} s")
+    return results
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    arr = np.asarray(values, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _metric(result: dict, key: str) -> float | None:
+    """A VQA headline averaged over the job's held-out domains, or a retrieval headline."""
+    if key in dict(RETRIEVAL_METRICS):
+        return result.get("retrieval", {}).get(key)
+    values = [v[key] for v in result["vqa"].values() if v.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def collect(results: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """variant -> metric -> per-seed values (failed jobs left out)."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
+        per = table.setdefault(r["job"]["variant"], {})
+        for key, _ in (*VQA_METRICS, *RETRIEVAL_METRICS):
+            value = _metric(r, key)
+            if value is not None:
+                per.setdefault(key, []).append(value)
+    return table
+
+
+def gap_in_std(a: list[float], b: list[float]) -> tuple[float, float]:
+    """(mean(a) − mean(b), that gap in units of the larger of the two sample std)."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    spread, gap = max(sa, sb), ma - mb
+    if spread > 0:
+        return gap, gap / spread
+    return gap, 0.0 if gap == 0 else math.copysign(math.inf, gap)
+
+
+def aggregate(results: list[dict], order: list[str]) -> dict:
+    """Per variant and metric: mean, std, n and the per-seed values; gaps of every Robust-MMR variant
+    to each control on the headline metrics."""
+    values = collect(results)
+    variants = [v for v in order if v in values]
+    summary: dict = {"variants": {}, "gaps": {}}
+    for v in variants:
+        summary["variants"][v] = {k: {"mean": mean_std(x)[0], "std": mean_std(x)[1], "n": len(x), "values": x}
+                                  for k, x in values[v].items()}
+    for v in variants:
+        if v in CONTROLS:
+            continue
+        for c in CONTROLS:
+            if c not in values:
+                continue
+            summary["gaps"].setdefault(v, {})[c] = {
+                k: dict(zip(("gap", "in_std"), gap_in_std(values[v][k], values[c][k])))
+                for k in ("held_out", "perturbed", "perturbed_image", "clean")
+                if k in values[v] and k in values[c]}
+    return summary
+
+
+def _cell(stat: dict | None, digits: int = 3) -> str:
+    if stat is None:
+        return "–"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def markdown(summary: dict, baselines: dict | None = None) -> str:
+    """Tables: VQA headline numbers, retrieval (when measured), and the gaps to the controls."""
+    lines = []
+    stats = summary["variants"]
+    n = {v: max((s["n"] for s in m.values()), default=0) for v, m in stats.items()}
+    headers = ["variant", "seeds", *(t for _, t in VQA_METRICS)]
+    lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for v, m in stats.items():
+        lines.append("| " + " | ".join([v, str(n[v]), *(_cell(m.get(k)) for k, _ in VQA_METRICS)]) + " |")
+    if baselines:
+        lines += ["", "Baselines on the same items (in-domain / held-out): " + ", ".join(
+            f"{name} {vals[0]:.3f} / {vals[1]:.3f}" for name, vals in baselines.items())]
+    if any("r1" in m for m in stats.values()):
+        headers = ["variant", *(t for _, t in RETRIEVAL_METRICS)]
+        lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        for v, m in stats.items():
+            digits = {"r1": 3, "mr": 1, "delta_mr_image": 2, "delta_mr_text": 2}
+            lines.append("| " + " | ".join([v, *(_cell(m.get(k), digits[k]) for k, _ in RETRIEVAL_METRICS)]) + " |")
+    if summary["gaps"]:
+        keys = ("held_out", "perturbed", "perturbed_image", "clean")
+        headers = ["variant", "vs", *(f"{dict(VQA_METRICS)[k]}: gap (in std)" for k in keys)]
+        lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        for v, per in summary["gaps"].items():
+            for c, gaps in per.items():
+                cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in keys]
+                lines.append("| " + " | ".join([v, c, *cells]) + " |")
+        lines += ["", "Gap = mean(variant) − mean(control); in std = gap / the larger of the two seed std. "
+                  "The target is > +2 on held-out domain and perturbed accuracy against both controls."]
+    return "\n".join(lines) + "\n"
+
+
+def baselines_of(results: list[dict]) -> dict[str, tuple[float, float]]:
+    """Majority and question-only accuracy (in-domain, held-out), averaged over held-out domains."""
+    r = next((r for r in results if "error" not in r), None)
+    if r is None:
+        return {}
+    out = {}
+    for name in ("majority", "question_only"):
+        iid = [v["baselines"]["in_domain"][name] for v in r["vqa"].values()]
+        ood = [v["baselines"]["held_out"][name] for v in r["vqa"].values() if v["baselines"]["held_out"]]
+        out[name.replace("_", "-")] = (float(np.mean(iid)), float(np.mean(ood)) if ood else float("nan"))
+    return out
+
+
+def plot(summary: dict, path: Path, title: str) -> None:
+    """Grouped bars (mean ± std, seeds as dots) of the headline VQA metrics per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in ("clean", "perturbed_image", "unseen_corruptions", "perturbed_text", "held_out",
+                        "image_removed") if any(k in m for m in summary["variants"].values())]
+    variants = list(summary["variants"])
+    width = 0.8 / len(variants)
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 4.2))
+    colours = plt.get_cmap("tab10")
+    for i, v in enumerate(variants):
+        xs = np.arange(len(keys)) + (i - (len(variants) - 1) / 2) * width
+        stats = [summary["variants"][v].get(k) for k in keys]
+        means = [s["mean"] if s else np.nan for s in stats]
+        stds = [s["std"] if s else 0 for s in stats]
+        ax.bar(xs, means, width, yerr=stds, capsize=2, label=v, color=colours(i), alpha=0.85)
+        for x, s in zip(xs, stats):
+            if s:
+                ax.scatter([x] * len(s["values"]), s["values"], s=8, color="black", zorder=3)
+    ax.set_xticks(np.arange(len(keys)), [dict(VQA_METRICS)[k] for k in keys])
+    ax.set_ylabel("VQA accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncols=min(len(variants), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str) -> Path:
+    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``; returns the Markdown path."""
+    summary = aggregate(results, order)
+    if not summary["variants"]:
+        raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
+    failures = [f"{r['job']['variant']} seed {r['job']['seed']}" for r in results if "error" in r]
+    summary.update(command=command, failed_jobs=failures, baselines=baselines_of(results))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    plot(summary, out / "summary.png", title)
+    text = f"# {title}\n\nCommand: `{command}`\n\n" + markdown(summary, summary["baselines"])
+    if failures:
+        text += f"\nFailed jobs (see their tracebacks above): {', '.join(failures)}\n"
+    path = out / "summary.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- command line
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder (a rerun skips finished jobs)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS),
+                        help=f"variants to run (built in: {', '.join(VARIANTS)})")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE,...",
+                        help="define an extra variant from config overrides, e.g. "
+                             "'dc2=objective.method=robust-mmr,objective.dc_weight=2'")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, required=True, help="pre-training steps (every variant)")
+    parser.add_argument("--batch", type=int, default=32, help="pre-training batch size")
+    parser.add_argument("--model", choices=BACKBONES, default="demo", help="backbone (on the tiny preset)")
+    parser.add_argument("--finetune-epochs", type=int, required=True)
+    parser.add_argument("--max-eval-items", type=int, default=300)
+    parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
+    parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)),
+                        help="torch threads per job")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per pre-training run")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only summarise the jobs already finished under --out (run nothing)")
+
+
+def resolve_variants(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
+    """The variants to run, in order: the chosen built-in ones, then the ``--variant`` definitions."""
+    chosen = {}
+    for name in args.variants:
+        if name not in VARIANTS:
+            sys.exit(f"unknown variant {name!r}; built in: {', '.join(VARIANTS)} (define others with --variant)")
+        chosen[name] = VARIANTS[name]
+    for item in args.variant:
+        name, sep, overrides = item.partition("=")
+        if not sep or not overrides:
+            sys.exit(f"--variant {item!r}: expected NAME=KEY=VALUE[,KEY=VALUE...]")
+        chosen[name] = tuple(overrides.split(","))
+    return chosen
+
+
+def training_overrides(args: argparse.Namespace) -> list[str]:
+    """Backbone and training overrides from the common arguments."""
+    precision = "bf16-mixed" if args.accelerator != "cpu" else "32-true"
+    return [*BACKBONES[args.model], f"train.max_steps={args.steps}", f"train.batch_size={args.batch}", f"train.num_workers={args.workers}",
+            f"train.accelerator={args.accelerator}", f"train.precision={precision}",
+            f"train.checkpoint_every={args.steps}"]  # one checkpoint, at the end

@@ -1,0 +1,81 @@
+"""The method benchmarks' aggregation (benchmarks/method_runs.py): mean ± std over seeds, gaps to the
+controls in units of std, variants from the command line, and a summary written from finished jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import method_runs  # noqa: E402
+
+
+def _result(variant: str, seed: int, held_out: list[float], clean: float = 0.6, error: bool = False) -> dict:
+    """A job result with one VQA evaluation per held-out value in ``held_out``."""
+    job = {"variant": variant, "seed": seed}
+    if error:
+        return {"job": job, "error": "Traceback: boom"}
+    vqa = {f"organ={i}": {"clean": clean, "perturbed": clean - 0.1, "perturbed_image": clean - 0.05,
+                          "held_out": h, "baselines": {"in_domain": {"majority": 0.3, "question_only": 0.5},
+                                                       "held_out": {"majority": 0.2, "question_only": 0.4}}}
+           for i, h in enumerate(held_out)}
+    return {"job": job, "vqa": vqa}
+
+
+def test_mean_std_is_sample_std():
+    mean, std = method_runs.mean_std([1.0, 2.0, 3.0])
+    assert mean == 2.0 and std == pytest.approx(1.0)
+    assert method_runs.mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_gap_in_std_uses_the_larger_spread():
+    gap, in_std = method_runs.gap_in_std([0.7, 0.7, 0.7], [0.5, 0.6, 0.7])
+    assert gap == pytest.approx(0.1)
+    assert in_std == pytest.approx(0.1 / 0.1)
+    assert method_runs.gap_in_std([0.5, 0.5], [0.5, 0.5]) == (0.0, 0.0)
+    assert method_runs.gap_in_std([0.6, 0.6], [0.5, 0.5])[1] == math.inf
+
+
+def test_aggregate_averages_holdouts_then_seeds_and_skips_failures():
+    results = [_result("mmr", 0, [0.4, 0.6]), _result("mmr", 1, [0.6, 0.8]),
+               _result("robust-mmr", 0, [0.9, 0.9]), _result("robust-mmr", 1, [0.8, 1.0]),
+               _result("robust-mmr", 2, [], error=True)]
+    summary = method_runs.aggregate(results, ["mmr", "mmr-aug", "robust-mmr"])
+    assert list(summary["variants"]) == ["mmr", "robust-mmr"]  # mmr-aug never ran
+    held = summary["variants"]["mmr"]["held_out"]
+    assert held["values"] == [0.5, 0.7] and held["mean"] == pytest.approx(0.6) and held["n"] == 2
+    assert summary["variants"]["robust-mmr"]["held_out"]["n"] == 2  # the failed seed is not counted
+    gap = summary["gaps"]["robust-mmr"]["mmr"]["held_out"]
+    assert gap["gap"] == pytest.approx(0.3) and gap["in_std"] == pytest.approx(0.3 / math.sqrt(0.02))
+    assert "mmr" not in summary["gaps"]  # controls are not compared with themselves
+
+
+def test_resolve_variants_adds_command_line_definitions_and_rejects_unknown():
+    parser = argparse.ArgumentParser()
+    method_runs.add_common_arguments(parser)
+    base = ["--out", "x", "--steps", "1", "--finetune-epochs", "1"]
+    args = parser.parse_args([*base, "--variants", "mmr", "--variant", "dc2=objective.method=robust-mmr,objective.dc_weight=2"])
+    assert method_runs.resolve_variants(args) == {
+        "mmr": ("objective.method=mmr",), "dc2": ("objective.method=robust-mmr", "objective.dc_weight=2")}
+    with pytest.raises(SystemExit, match="unknown variant"):
+        method_runs.resolve_variants(parser.parse_args([*base, "--variants", "nope"]))
+    with pytest.raises(SystemExit, match="expected NAME=KEY=VALUE"):
+        method_runs.resolve_variants(parser.parse_args([*base, "--variant", "dc2"]))
+
+
+def test_write_summary_from_finished_results(tmp_path):
+    results = [_result(v, s, [0.5 + 0.1 * (v == "robust-mmr") + 0.01 * s]) for v in ("mmr", "robust-mmr") for s in (0, 1, 2)]
+    results.append(_result("mmr-aug", 0, [], error=True))
+    path = method_runs.write_summary(results, tmp_path, ["mmr", "mmr-aug", "robust-mmr"], "test", "cmd")
+    text = path.read_text()
+    assert "| robust-mmr | 3 |" in text and "| robust-mmr | mmr | +0.100 (+10.0)" in text
+    assert "Failed jobs (see their tracebacks above): mmr-aug seed 0" in text
+    assert json.loads((tmp_path / "summary.json").read_text())["baselines"]["question-only"] == [0.5, 0.4]
+    assert (tmp_path / "summary.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="every job failed"):
+        method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
