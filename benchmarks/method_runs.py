@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -97,8 +98,9 @@ def run_job(job: Job) -> dict:
 
     root = Path(job.out)
     done = root / "result.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    finished = read_finished(job)
+    if finished is not None:
+        return finished
     torch.set_num_threads(job.threads)
     quiet_lightning()
     start = time.perf_counter()
@@ -171,10 +173,24 @@ def _run_logged(job: Job) -> dict:
         return {"job": asdict(job), "error": traceback.format_exc()}
 
 
+def read_finished(job: Job) -> dict | None:
+    """The result of ``job`` when it has finished (``result.json`` exists), else None. A result made with
+    other settings (anything but the thread count) stops the script rather than being mixed in."""
+    path = Path(job.out) / "result.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    wanted = json.loads(json.dumps(asdict(job)))
+    differs = sorted(k for k in wanted if k != "threads" and result["job"].get(k) != wanted[k])
+    if differs:
+        raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
+                         "use another --out or remove that run")
+    return result
+
+
 def finished_results(jobs: list[Job]) -> list[dict]:
-    """The results of the jobs that have finished (their ``result.json`` exists)."""
-    paths = [Path(job.out) / "result.json" for job in jobs]
-    return [json.loads(p.read_text()) for p in paths if p.is_file()]
+    """The results of the jobs that have finished."""
+    return [r for r in map(read_finished, jobs) if r is not None]
 
 
 def run_jobs(jobs: list[Job], parallel: int) -> list[dict]:
@@ -334,7 +350,7 @@ def plot(summary: dict, path: Path, title: str) -> None:
                 ax.scatter([x] * len(s["values"]), s["values"], s=8, color="black", zorder=3)
     ax.set_xticks(np.arange(len(keys)), [dict(VQA_METRICS)[k] for k in keys])
     ax.set_ylabel("VQA accuracy")
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=9)
     ax.legend(fontsize=8, ncols=min(len(variants), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
