@@ -7,7 +7,7 @@ again). Jobs run in parallel processes; :func:`aggregate` turns the results into
 over seeds, the gaps between Robust-MMR variants and the two controls, and a plot.
 
 Variants are data: a name and the config overrides that make it. The six built in are the three
-methods and Robust-MMR with each of its three components removed (DESIGN §1.2); ``--variant
+methods and Robust-MMR with each of its three components removed (``../shared/DESIGN.md`` §1.2); ``--variant
 NAME=KEY=VALUE,KEY=VALUE`` adds more (a sweep point, say).
 """
 
@@ -38,6 +38,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "no-mr": (ROBUST, "objective.modality_resilience=false"),
 }
 CONTROLS = ("mmr", "mmr-aug")
+TEXT_PERTURBATIONS = ("keyboard_typo", "synonym", "word_drop", "abbreviate")
+SEVERITIES = (1, 3, 5)
 # Backbones (on top of the tiny preset): the demo's (2 + 2 encoder layers, 1 fusion layer), or tiny itself.
 BACKBONES: dict[str, tuple[str, ...]] = {
     "demo": ("model.vision.layers=2", "model.text.layers=2", "model.fusion.layers=1", "model.decoder.layers=1",
@@ -70,13 +72,11 @@ class Job:
     severities: tuple[int, ...]
     max_eval_items: int
     retrieval: bool = False
-    retrieval_data: str | None = None
-    preset: str = "tiny"
     threads: int = 1
 
-    @property
-    def label(self) -> str:
-        return f"{self.variant} seed {self.seed}"
+
+# Job fields that do not change a job's results: a finished job is reused whatever they are.
+NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
 
 
 def log(message: str) -> None:
@@ -97,14 +97,15 @@ def run_job(job: Job) -> dict:
     from robust_mmr.training.pretrain import run_pretraining
 
     root = Path(job.out)
-    done = root / "result.json"
     finished = read_finished(job)
     if finished is not None:
         return finished
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
     torch.set_num_threads(job.threads)
     quiet_lightning()
     start = time.perf_counter()
-    cfg = load_config(job.preset, [*job.overrides, f"train.seed={job.seed}"])
+    cfg = load_config("tiny", [*job.overrides, f"train.seed={job.seed}"])
     pre = root / "pretrain"
     summary = run_pretraining(cfg, Path(job.pretrain_data), pre, progress=False)
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
@@ -123,13 +124,13 @@ def run_job(job: Job) -> dict:
     if job.retrieval:
         rt_dir = root / "retrieve"
         rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": job.seed})
-        data = Path(job.retrieval_data or job.task_data)
+        data = Path(job.task_data)
         run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(pre), progress=False)
         full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **evaluation)
         (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
         result["retrieval"] = retrieval_headline(full)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    done.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
 
 
@@ -141,7 +142,7 @@ def vqa_headline(results: dict) -> dict:
     pert = results["perturbed"]
     unseen_cells = [c["accuracy"] for c in pert["cells"] if c["target"] == "image" and c["image"][0] in unseen]
     cross = results.get("cross_domain", {})
-    return {
+    head = {
         "clean": results["clean"]["overall"], "clean_open": results["clean"].get("open"),
         "clean_closed": results["clean"].get("closed"),
         "perturbed": pert["mean_accuracy"],
@@ -154,6 +155,8 @@ def vqa_headline(results: dict) -> dict:
         "n_test": results["n_test"], "n_held_out": cross.get("n_test"),
         "baselines": {"in_domain": results["clean"]["baselines"], "held_out": cross.get("baselines")},
     }
+    # accuracy over an empty subset (no open questions, say) is NaN: report it as absent
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in head.items()}
 
 
 def retrieval_headline(results: dict) -> dict:
@@ -174,18 +177,21 @@ def _run_logged(job: Job) -> dict:
 
 
 def read_finished(job: Job) -> dict | None:
-    """The result of ``job`` when it has finished (``result.json`` exists), else None. A result made with
-    other settings (anything but the thread count) stops the script rather than being mixed in."""
-    path = Path(job.out) / "result.json"
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
+    """The result of ``job`` when it has finished (``result.json`` exists), else None. A run begun or
+    finished with other settings (any field but :data:`NEUTRAL_FIELDS`) stops the script rather than
+    being mixed in or resumed from (its ``job.json`` is written when it starts)."""
+    root = Path(job.out)
     wanted = json.loads(json.dumps(asdict(job)))
-    differs = sorted(k for k in wanted if k != "threads" and result["job"].get(k) != wanted[k])
-    if differs:
-        raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
-                         "use another --out or remove that run")
-    return result
+    for path in (root / "job.json", root / "result.json"):
+        if path.is_file():
+            found = json.loads(path.read_text())
+            found = found.get("job", found)
+            differs = sorted(k for k in wanted if k not in NEUTRAL_FIELDS and found.get(k) != wanted[k])
+            if differs:
+                raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
+                                 "use another --out or remove that run")
+    path = root / "result.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def finished_results(jobs: list[Job]) -> list[dict]:
@@ -193,16 +199,25 @@ def finished_results(jobs: list[Job]) -> list[dict]:
     return [r for r in map(read_finished, jobs) if r is not None]
 
 
+def _result_of(future, job: Job) -> dict:
+    try:
+        return future.result()
+    except Exception:  # the worker process itself died (out of memory, killed): the others go on
+        return {"job": asdict(job), "error": traceback.format_exc()}
+
+
 def run_jobs(jobs: list[Job], parallel: int) -> list[dict]:
     """Run ``jobs`` in ``parallel`` processes (spawned: safe with CUDA), logging each as it ends."""
     start = time.perf_counter()
-    log(f"{len(jobs)} jobs, {parallel} at a time")
+    done = finished_results(jobs)  # checks every finished or begun job's settings before anything runs
+    log(f"{len(jobs)} jobs ({len(done)} already finished), {parallel} at a time")
     results = []
     if parallel <= 1:
         finished = (_run_logged(job) for job in jobs)
     else:
         pool = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
-        finished = (f.result() for f in as_completed([pool.submit(_run_logged, job) for job in jobs]))
+        futures = {pool.submit(_run_logged, job): job for job in jobs}
+        finished = (_result_of(f, futures[f]) for f in as_completed(futures))
     for i, result in enumerate(finished, 1):
         label = f"{result['job']['variant']} seed {result['job']['seed']}"
         if "error" in result:
@@ -314,14 +329,16 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
 
 
 def baselines_of(results: list[dict]) -> dict[str, tuple[float, float]]:
-    """Majority and question-only accuracy (in-domain, held-out), averaged over held-out domains."""
-    r = next((r for r in results if "error" not in r), None)
-    if r is None:
+    """Majority and question-only accuracy (in-domain, held-out), averaged over held-out domains and the
+    seeds of one variant (they depend on the seed's validation carve-out, not on the pre-training)."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
         return {}
+    runs = [r for r in ok if r["job"]["variant"] == ok[0]["job"]["variant"]]
     out = {}
     for name in ("majority", "question_only"):
-        iid = [v["baselines"]["in_domain"][name] for v in r["vqa"].values()]
-        ood = [v["baselines"]["held_out"][name] for v in r["vqa"].values() if v["baselines"]["held_out"]]
+        iid = [v["baselines"]["in_domain"][name] for r in runs for v in r["vqa"].values()]
+        ood = [v["baselines"]["held_out"][name] for r in runs for v in r["vqa"].values() if v["baselines"]["held_out"]]
         out[name.replace("_", "-")] = (float(np.mean(iid)), float(np.mean(ood)) if ood else float("nan"))
     return out
 
@@ -393,11 +410,15 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-eval-items", type=int, default=300)
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
     parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)),
-                        help="torch threads per job")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per job (default: the machine's cores / --parallel)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per pre-training run")
     parser.add_argument("--summary-only", action="store_true",
                         help="only summarise the jobs already finished under --out (run nothing)")
+
+
+def threads_per_job(args: argparse.Namespace) -> int:
+    return args.threads or max(1, (os.cpu_count() or 1) // max(1, args.parallel))
 
 
 def resolve_variants(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:

@@ -16,17 +16,21 @@ perturbations, with a modality removed and (VQA) on the unseen site. Output: ``<
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
 from method_runs import (
+    SEVERITIES,
+    TEXT_PERTURBATIONS,
     Job,
     add_common_arguments,
     finished_results,
     log,
     resolve_variants,
     run_jobs,
+    threads_per_job,
     training_overrides,
     write_summary,
 )
@@ -37,7 +41,22 @@ from robust_mmr.experiment import training_domain_pairs
 HOLDOUT = "domain=site-c"
 # training corruptions + two held out of training (impulse_noise, pixelate); see experiment.PLANS
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast_down", "jpeg", "bias_field", "impulse_noise", "pixelate")
-TEXT_PERTURBATIONS = ("keyboard_typo", "synonym", "word_drop", "abbreviate")
+
+
+def synthetic_set(data: Path, n_images: int, image_size: int) -> Path:
+    """Generate the synthetic set into ``data`` (seed 0, 3 sites), or reuse it when it was made with the
+    same settings (``generate.json``); other settings stop the script rather than mixing runs."""
+    settings = {"n_images": n_images, "image_size": image_size, "seed": 0, "domains": 3}
+    record = data / "generate.json"
+    if record.is_file():
+        made = json.loads(record.read_text(encoding="utf-8"))
+        if made != settings:
+            sys.exit(f"{data} was generated with {made}, not {settings}; use another --out")
+        return data
+    log(f"synthetic set: {n_images} scans at {image_size} px → {data}")
+    generate_dataset(data, n_images, seed=0, num_domains=3, size=image_size, progress=False)
+    record.write_text(json.dumps(settings) + "\n", encoding="utf-8")
+    return data
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,10 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = resolve_variants(args)
     command = "python benchmarks/method_synthetic.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
 
-    data = args.out / "data"
-    if not (data / "vqa.jsonl").is_file():
-        log(f"synthetic set: {args.n_images} scans at {args.image_size} px → {data}")
-        generate_dataset(data, args.n_images, seed=0, num_domains=3, size=args.image_size, progress=False)
+    data = synthetic_set(args.out / "data", args.n_images, args.image_size)
     key, value = HOLDOUT.split("=")
     pretrain_data = training_domain_pairs(data, args.out / "pretrain_data", key, value)
 
@@ -64,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [Job(variant=name, overrides=(*overrides, *extra), seed=seed, pretrain_data=str(pretrain_data),
                 task_data=str(data), out=str(args.out / "runs" / name / f"seed{seed}"), holdouts=(HOLDOUT,),
                 finetune=finetune, corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS,
-                severities=(1, 3, 5), max_eval_items=args.max_eval_items, retrieval=not args.no_retrieval,
-                threads=args.threads)
+                severities=SEVERITIES, max_eval_items=args.max_eval_items, retrieval=not args.no_retrieval,
+                threads=threads_per_job(args))
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Synthetic method benchmark: {args.n_images} scans at {args.image_size} px, {args.model} backbone, "

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,47 @@ def test_write_summary_from_finished_results(tmp_path):
     text = path.read_text()
     assert "| robust-mmr | 3 |" in text and "| robust-mmr | mmr | +0.100 (+10.0)" in text
     assert "Failed jobs (see their tracebacks above): mmr-aug seed 0" in text
-    assert json.loads((tmp_path / "summary.json").read_text())["baselines"]["question-only"] == [0.5, 0.4]
+    assert json.loads((tmp_path / "summary.json").read_text())["baselines"]["question-only"] == pytest.approx([0.5, 0.4])
     assert (tmp_path / "summary.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="every job failed"):
         method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
+
+
+def test_a_finished_job_is_reused_only_with_the_same_settings(tmp_path):
+    job = method_runs.Job(variant="mmr", overrides=("objective.method=mmr", "train.max_steps=10"), seed=0,
+                          pretrain_data="p", task_data="t", out=str(tmp_path), holdouts=("domain=site-c",),
+                          finetune={"epochs": 1}, corruptions=("jpeg",), text_perturbations=(), severities=(1,),
+                          max_eval_items=10)
+    assert method_runs.read_finished(job) is None
+    (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": {}}))
+    assert method_runs.read_finished(replace(job, threads=4))["vqa"] == {}  # threads do not change results
+    with pytest.raises(SystemExit, match=r"other settings \(overrides differ\)"):
+        method_runs.read_finished(replace(job, overrides=("objective.method=mmr", "train.max_steps=20")))
+
+
+def test_a_job_begun_with_other_settings_is_not_resumed(tmp_path):
+    job = method_runs.Job(variant="mmr", overrides=("train.max_steps=10",), seed=0, pretrain_data="p",
+                          task_data="t", out=str(tmp_path), holdouts=(), finetune={}, corruptions=(),
+                          text_perturbations=(), severities=(1,), max_eval_items=10)
+    (tmp_path / "job.json").write_text(json.dumps(asdict(job)))  # begun, never finished
+    assert method_runs.read_finished(replace(job, pretrain_data="elsewhere")) is None  # paths are neutral
+    with pytest.raises(SystemExit, match=r"job.json was made with other settings \(seed differ\)"):
+        method_runs.read_finished(replace(job, seed=1))
+
+
+def test_vqa_headline_reads_evaluate_run_results():
+    cells = [{"target": "image", "image": ["gaussian_noise", 3], "text": None, "accuracy": 0.5},
+             {"target": "image", "image": ["pixelate", 3], "text": None, "accuracy": 0.3},  # role "eval"
+             {"target": "text", "image": None, "text": ["synonym", 3], "accuracy": 0.6}]
+    baselines = {"majority": 0.2, "question_only": 0.4}
+    results = {"n_test": 10,
+               "clean": {"overall": 0.7, "open": float("nan"), "closed": 0.7, "baselines": baselines},
+               "perturbed": {"cells": cells, "mean_accuracy": 0.47, "image": {"mean_accuracy": 0.4},
+                             "text": {"mean_accuracy": 0.6}},
+               "missing": {"image_removed": 0.35, "text_removed": 0.1},
+               "cross_domain": {"ood": {"overall": 0.55, "open": 0.1, "closed": 0.8}, "rr": 0.79, "n_test": 8,
+                                "baselines": baselines}}
+    head = method_runs.vqa_headline(results)
+    assert head["unseen_corruptions"] == pytest.approx(0.3)  # only the eval-role corruption
+    assert head["clean_open"] is None  # NaN (no open questions) is reported as absent
+    assert (head["held_out"], head["held_out_closed"], head["perturbed_image"]) == (0.55, 0.8, 0.4)
