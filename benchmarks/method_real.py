@@ -25,9 +25,10 @@ The held-out organ is held out of fine-tuning only: pre-training sees VQA-Med-20
 site is never pre-trained on.
 
     python benchmarks/method_real.py prepare --out runs/bench-real
-    python benchmarks/method_real.py run --out runs/bench-real --steps 2000 --finetune-epochs 10
-    # on a GPU machine given runs/bench-real/data, six jobs at a time:
-    python benchmarks/method_real.py run --out runs/bench-real --steps 2000 --finetune-epochs 10 \\
+    python benchmarks/method_real.py run --out runs/bench-real --steps 200 --finetune-epochs 2 --image-size 64 \\
+        --max-eval-items 150 --parallel 2 --threads 1
+    # on a GPU machine, with runs/bench-real-gpu/data prepared or copied there (not run on a GPU here):
+    python benchmarks/method_real.py run --out runs/bench-real-gpu --model tiny --steps 2000 --finetune-epochs 10 \\
         --accelerator gpu --parallel 6 --threads 2 --workers 1
 """
 

@@ -7,9 +7,10 @@ and both are evaluated clean, under image corruptions (two of them never used in
 perturbations, with a modality removed and (VQA) on the unseen site. Output: ``<out>/summary.md``,
 ``summary.json``, ``summary.png`` and every run under ``<out>/runs``.
 
-    python benchmarks/method_synthetic.py --out runs/bench-synthetic --steps 600 --finetune-epochs 4
-    # on a GPU machine, six jobs at a time:
-    python benchmarks/method_synthetic.py --out runs/bench-synthetic --steps 600 --finetune-epochs 4 \\
+    python benchmarks/method_synthetic.py --out runs/bench-synthetic --steps 300 --finetune-epochs 2 \\
+        --n-images 900 --max-eval-items 200 --parallel 2 --threads 1
+    # on a GPU machine (not run on a GPU here), six jobs at a time:
+    python benchmarks/method_synthetic.py --out runs/bench-synthetic-gpu --steps 2000 --finetune-epochs 4 \\
         --accelerator gpu --parallel 6 --threads 2 --workers 1
 """
 
