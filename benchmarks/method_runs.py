@@ -181,17 +181,25 @@ def read_finished(job: Job) -> dict | None:
     finished with other settings (any field but :data:`NEUTRAL_FIELDS`) stops the script rather than
     being mixed in or resumed from (its ``job.json`` is written when it starts)."""
     root = Path(job.out)
-    wanted = json.loads(json.dumps(asdict(job)))
+    wanted = _comparable(asdict(job))
     for path in (root / "job.json", root / "result.json"):
         if path.is_file():
             found = json.loads(path.read_text())
-            found = found.get("job", found)
+            found = _comparable(found.get("job", found))
             differs = sorted(k for k in wanted if k not in NEUTRAL_FIELDS and found.get(k) != wanted[k])
             if differs:
                 raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
                                  "use another --out or remove that run")
     path = root / "result.json"
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _comparable(job: dict) -> dict:
+    """A job spec as JSON values, its overrides as KEY -> VALUE (the last setting of a key wins, as in
+    ``load_config``), so the order they were listed in does not matter."""
+    out = json.loads(json.dumps(job))
+    out["overrides"] = dict(item.split("=", 1) for item in out.get("overrides", []))
+    return out
 
 
 def finished_results(jobs: list[Job]) -> list[dict]:

@@ -120,3 +120,13 @@ def test_vqa_headline_reads_evaluate_run_results():
     assert head["unseen_corruptions"] == pytest.approx(0.3)  # only the eval-role corruption
     assert head["clean_open"] is None  # NaN (no open questions) is reported as absent
     assert (head["held_out"], head["held_out_closed"], head["perturbed_image"]) == (0.55, 0.8, 0.4)
+
+
+def test_override_order_does_not_make_a_job_differ(tmp_path):
+    job = method_runs.Job(variant="mmr", overrides=("train.lr=0.1", "model.image_size=64"), seed=0, pretrain_data="p",
+                          task_data="t", out=str(tmp_path), holdouts=(), finetune={}, corruptions=(),
+                          text_perturbations=(), severities=(1,), max_eval_items=10)
+    (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": {}}))
+    assert method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.1"))) is not None
+    with pytest.raises(SystemExit, match="overrides differ"):
+        method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.2")))
