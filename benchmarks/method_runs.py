@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robust_mmr.experiment import log
+
 ROBUST = "objective.method=robust-mmr"
 VARIANTS: dict[str, tuple[str, ...]] = {
     "mmr": ("objective.method=mmr",),
@@ -77,10 +79,6 @@ class Job:
 
 # Job fields that do not change a job's results: a finished job is reused whatever they are.
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def run_job(job: Job) -> dict:
