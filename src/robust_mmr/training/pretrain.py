@@ -90,6 +90,10 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
     }
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Lightning leaves the process group open; a gloo group still alive at interpreter exit can
+        # abort the process ("terminate called without an active exception") after a finished run.
+        torch.distributed.destroy_process_group()
     if stopped is not None:
         raise stopped
     return summary
