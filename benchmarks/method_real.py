@@ -50,8 +50,8 @@ from method_runs import (
     Job,
     add_common_arguments,
     finished_results,
+    format_values,
     log,
-    mean_std,
     resolve_variants,
     run_jobs,
     threads_per_job,
@@ -242,10 +242,10 @@ def organ_tables(results: list[dict], order: list[str], organs: list[str]) -> st
         lines += ["", f"### {organ} held out", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for variant in [v for v in order if (v, holdout) in per]:
             values = per[(variant, holdout)]
-            cells = [_mean_std_cell(values.get(key, [])) for key, _ in ORGAN_METRICS]
+            cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
             lines.append("| " + " | ".join([variant, str(len(values["clean"])), *cells]) + " |")
         for name, values in baseline_values(results, holdout).items():
-            cells = [_mean_std_cell(values.get(key, [])) for key, _ in ORGAN_METRICS]
+            cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
             lines.append("| " + " | ".join([f"*{name}*", "", *cells]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -279,13 +279,6 @@ def baseline_values(results: list[dict], holdout: str) -> dict[str, dict[str, li
             if head["baselines"]["held_out"]:
                 per.setdefault("held_out", []).append(head["baselines"]["held_out"][name])
     return out
-
-
-def _mean_std_cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    mean, std = mean_std(values)
-    return f"{mean:.3f} ± {std:.3f}"
 
 
 # ---------------------------------------------------------------- command line

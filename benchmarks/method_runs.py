@@ -282,8 +282,7 @@ def aggregate(results: list[dict], order: list[str]) -> dict:
     variants = [v for v in order if v in values]
     summary: dict = {"variants": {}, "gaps": {}}
     for v in variants:
-        summary["variants"][v] = {k: {"mean": mean_std(x)[0], "std": mean_std(x)[1], "n": len(x), "values": x}
-                                  for k, x in values[v].items()}
+        summary["variants"][v] = {k: stat_of(x) for k, x in values[v].items()}
     for v in variants:
         if v in CONTROLS:
             continue
@@ -295,6 +294,17 @@ def aggregate(results: list[dict], order: list[str]) -> dict:
                 for k in ("held_out", "perturbed", "perturbed_image", "clean")
                 if k in values[v] and k in values[c]}
     return summary
+
+
+def stat_of(values: list[float]) -> dict:
+    """Mean, sample std, count and the values themselves."""
+    mean, std = mean_std(values)
+    return {"mean": mean, "std": std, "n": len(values), "values": values}
+
+
+def format_values(values: list[float]) -> str:
+    """``mean ± std`` of ``values`` for a table cell (``–`` when there are none)."""
+    return _cell(stat_of(values) if values else None)
 
 
 def _cell(stat: dict | None, digits: int = 3) -> str:
