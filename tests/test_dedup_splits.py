@@ -42,7 +42,8 @@ def test_remove_test_overlaps_by_id_and_by_pixels(tmp_path):
     tests = [VQARecord("t1", save(test_root, "images/synpic100.jpg", test_img), "q?", "yes", "closed", "test"),
              VQARecord("t2", save(test_root, "images/synpic200.png", sample_image(seed=4, size=128)), "q?", "no",
                        "closed", "test")]
-    copy = np.asarray(Image.fromarray(test_img).resize((96, 96)))  # same pixels, other name and size
+    # the same picture under another name and size: a resize of the stored (JPEG-decoded) test image
+    copy = np.asarray(Image.open(test_root / tests[0].image).resize((96, 96)))
     pretrain = [
         ImageTextRecord("p-id", save(pre_root, "images/a_synpic200.png", sample_image(seed=9, size=128)), "x", "train"),
         ImageTextRecord("p-pix", save(pre_root, "images/renamed.png", copy), "x", "train"),

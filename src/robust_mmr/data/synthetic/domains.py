@@ -39,9 +39,9 @@ class Domain:
 DOMAINS: tuple[Domain, ...] = (
     Domain("site-a", "verbose", gamma=1.0, gain=1.0, offset=0.0, noise="gaussian", noise_level=0.02,
            blur_sigma=0.0, downsample=1, artefact="streaks"),
-    Domain("site-b", "terse", gamma=0.7, gain=0.85, offset=0.1, noise="poisson", noise_level=80.0,
+    Domain("site-b", "terse", gamma=0.7, gain=0.85, offset=0.1, noise="poisson", noise_level=400.0,
            blur_sigma=1.2, downsample=1, artefact="bias_field"),
-    Domain("site-c", "checklist", gamma=1.8, gain=1.15, offset=-0.03, noise="speckle", noise_level=0.15,
+    Domain("site-c", "checklist", gamma=1.8, gain=1.15, offset=-0.03, noise="speckle", noise_level=0.08,
            blur_sigma=0.0, downsample=2, artefact="ghosting"),
     Domain("site-d", "verbose", gamma=0.85, gain=0.9, offset=0.04, noise="rician", noise_level=0.05,
            blur_sigma=0.7, downsample=1, artefact="rings"),

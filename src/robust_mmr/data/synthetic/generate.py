@@ -9,7 +9,10 @@ Output layout of ``generate_dataset(out, ...)``::
     out/dataset.json                generator settings, domain parameters and counts
 
 Deterministic: sample ``i`` draws everything from ``SeedSequence([seed, i])``, so the same seed
-gives byte-identical files, and a larger ``n`` only appends samples. Domains are assigned
+gives byte-identical files, and a larger ``n`` only appends samples. The scene (every fact an answer
+depends on) comes from its own child stream and never reads the domain: which site acquires a scan is
+independent of every answer, so a site shift changes only the nuisances (intensity curve, noise,
+resolution, artefact, report style). Domains are assigned
 round-robin (``i mod K``) and splits by a fixed 10-slot pattern per domain (70% train, 10% val,
 20% test), so every domain has every split even in small sets.
 """
@@ -34,7 +37,7 @@ from robust_mmr.data.synthetic.render import render_scene
 from robust_mmr.data.synthetic.reports import write_report
 from robust_mmr.errors import InputError
 
-GENERATOR_VERSION = "robust-mmr synthetic v1"
+GENERATOR_VERSION = "robust-mmr synthetic v2"
 SPLIT_PATTERN = ("train", "train", "test", "train", "val", "train", "train", "test", "train", "train")
 
 
@@ -50,12 +53,14 @@ class SyntheticSample:
 
 def make_sample(index: int, seed: int, num_domains: int, size: int) -> SyntheticSample:
     """Sample ``index`` of the dataset with ``seed``: scene, acquisition, report. Pure function of its arguments."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+    scene_rng, acquisition_rng, report_rng = (np.random.default_rng(s) for s in
+                                              np.random.SeedSequence([seed, index]).spawn(3))
     domain = DOMAINS[index % num_domains]
-    scene = sample_scene(rng)
-    image = acquire(render_scene(scene, size, rng), domain, rng)
+    scene = sample_scene(scene_rng)  # never reads the domain: site nuisances are independent of every answer
+    image = acquire(render_scene(scene, size, scene_rng), domain, acquisition_rng)
     split = SPLIT_PATTERN[(index // num_domains) % len(SPLIT_PATTERN)]
-    return SyntheticSample(f"synth-{index:06d}", scene, domain, split, image, write_report(scene, domain.report_style, rng))
+    report = write_report(scene, domain.report_style, report_rng)
+    return SyntheticSample(f"synth-{index:06d}", scene, domain, split, image, report)
 
 
 def sample_image(seed: int = 0, size: int = 128) -> np.ndarray:

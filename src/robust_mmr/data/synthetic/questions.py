@@ -2,7 +2,9 @@
 
 Closed (yes/no): lesion presence, presence in a named organ and side, more than one lesion,
 modality check. Open: lesion count, modality, body region, and — when lesions exist — their side
-(patient's), organ and the size class of the largest. Answers are lower-case words or digits.
+(patient's), organ and the size class of the largest. Answers are lower-case words or digits. The
+wording of a question never depends on its answer (no singular/plural by lesion count), so the
+question-only baseline learns only each question's answer prior.
 """
 
 from __future__ import annotations
@@ -54,10 +56,8 @@ def ask_questions(scene: Scene, rng: np.random.Generator) -> list[Question]:
     ]
     if scene.count:
         qs += [
-            Question("On which side of the patient are the lesions?" if scene.count > 1
-                     else "On which side of the patient is the lesion?", scene.side, "open", "side"),
-            Question("Which organ contains the lesion?" if scene.count == 1 else "Which organ contains the lesions?",
-                     scene.organ, "open", "organ"),
+            Question("On which side of the patient is the abnormality?", scene.side, "open", "side"),
+            Question("Which organ is abnormal?", scene.organ, "open", "organ"),
             Question("What is the size of the largest lesion?", scene.largest.size, "open", "size"),
         ]
     return qs

@@ -5,7 +5,9 @@
 - ``checklist``: a templated, upper-case structured report.
 
 Every style states the same facts (modality, region, lesion count, organ, side, largest
-diameter); only the wording differs, so a style shift is a pure reporting-domain shift.
+diameter); only the wording differs, so a style shift is a pure reporting-domain shift. The lesion
+wording is the same for both modalities ("lesion", "nodule" in a lung): no phrase but the stated
+modality tells CT from MRI, so masked modality words must be recovered from the image.
 """
 
 from __future__ import annotations
@@ -28,12 +30,7 @@ def write_report(scene: Scene, style: str, rng: np.random.Generator) -> str:
 
 
 def _lesion_word(scene: Scene, plural: bool) -> str:
-    if scene.organ == "lung":
-        word = "nodule"
-    elif scene.modality == "ct":
-        word = "hypodense lesion"
-    else:
-        word = "T2 hyperintense lesion"
+    word = "nodule" if scene.organ == "lung" else "focal lesion"
     return word + ("s" if plural else "")
 
 
