@@ -20,7 +20,8 @@ from robust_mmr.cli.tables import format_table
 from robust_mmr.config import load_config
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.synthetic import generate_dataset
-from robust_mmr.evaluation.retrieval import RetrievalEncoder, both_directions
+from robust_mmr.evaluation.ranking import both_directions
+from robust_mmr.evaluation.retrieval import RetrievalEncoder
 from robust_mmr.model import build_model
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 

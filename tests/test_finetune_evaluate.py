@@ -68,7 +68,7 @@ def test_metrics():
 def finetuned(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("ft")
     assert main(["finetune", "--task", "vqa", "--init", "scratch", "--data", str(synth_dir), "--holdout",
-                 "domain=site-c", "--out", str(out), "epochs=2", "batch_size=32", *SMALL_MODEL]) == 0
+                 "domain=site-c", "--out", str(out), "max_epochs=2", "batch_size=32", *SMALL_MODEL]) == 0
     return out
 
 
@@ -124,7 +124,7 @@ def test_classification_finetune_and_macro_f1(synth_dir, tmp_path):
     write_manifest(data / "classification.jsonl",
                    [ClassificationRecord(p.id, p.image, p.text, p.meta["modality"], p.split, p.meta) for p in pairs])
     run = tmp_path / "run"
-    assert main(["finetune", "--task", "classify", "--data", str(data), "--out", str(run), "epochs=1", *SMALL_MODEL]) == 0
+    assert main(["finetune", "--task", "classify", "--data", str(data), "--out", str(run), "max_epochs=1", *SMALL_MODEL]) == 0
     assert main(["evaluate", str(run), "--data", str(data), "--protocol", "clean,missing"]) == 0
     results = json.loads((run / "results.json").read_text())
     assert results["task"] == "classify" and 0.0 <= results["clean"]["macro_f1"] <= 1.0
@@ -159,7 +159,7 @@ def test_evaluate_with_a_reference_run(finetuned, synth_dir, tmp_path, capsys):
 
 
 def test_finetune_over_seeds_writes_one_run_per_seed(synth_dir, tmp_path, capsys):
-    assert main(["finetune", "--data", str(synth_dir), "--out", str(tmp_path), "--seeds", "0,1", "epochs=1",
+    assert main(["finetune", "--data", str(synth_dir), "--out", str(tmp_path), "--seeds", "0,1", "max_epochs=1",
                  *SMALL_MODEL]) == 0
     seeds = [json.loads((tmp_path / f"seed{s}" / "task.json").read_text())["finetune"]["seed"] for s in (0, 1)]
     assert seeds == [0, 1]

@@ -11,7 +11,8 @@ import torch
 from robust_mmr.cli.main import main
 from robust_mmr.config import load_config
 from robust_mmr.data.manifest import read_manifest
-from robust_mmr.evaluation import retrieval as ev
+from robust_mmr.evaluation import ranking as ev
+from robust_mmr.evaluation import retrieval as retrieval_eval
 from robust_mmr.evaluation import predict as predict_module
 from robust_mmr.model import build_model
 from robust_mmr.perturbations.text import TextPerturbation
@@ -19,7 +20,7 @@ from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.retrieval import PairCollator, is_retrieval_run, load_pairs, load_retrieval
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 from robust_mmr.tasks.retrieval_module import RetrievalModule
-from robust_mmr.training.data import image_to_tensor
+from robust_mmr.data.images import image_to_tensor
 from robust_mmr.data.images import load_image
 
 SMALL = ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1", "model.fusion.layers=1",
@@ -113,7 +114,7 @@ def train_steps(synth_dir, itm: bool, steps: int) -> tuple[RetrievalModel, list[
     """Optimiser steps (default fine-tuning settings) on one batch of 8 pairs; the loss terms before each step."""
     torch.manual_seed(0)
     model, tokenizer = tiny_model(itm)
-    module = RetrievalModule(model, FinetuneConfig(task="retrieve", warmup_fraction=0.0), total_steps=100)
+    module = RetrievalModule(model, FinetuneConfig(task="retrieve", warmup_epochs=0), steps_per_epoch=100)
     batch = batch_of(synth_dir, tokenizer, 8)
     optimizer = module.configure_optimizers()["optimizer"]
     history = []
@@ -146,15 +147,15 @@ def test_delta_mr_zero_for_identity_and_positive_for_shuffled_captions():
     clean = ev.both_directions(ev.retrieval_ranks(emb, emb, torch.arange(16)))
     same = ev.both_directions(ev.retrieval_ranks(emb, emb.clone(), torch.arange(16)))
     shuffled = ev.both_directions(ev.retrieval_ranks(emb, emb.roll(1, 0), torch.arange(16)))
-    assert ev.delta_mean_rank(same, clean) == {"i2t": 0.0, "t2i": 0.0, "mean": 0.0}
-    delta = ev.delta_mean_rank(shuffled, clean)
+    assert retrieval_eval.delta_mean_rank(same, clean) == {"i2t": 0.0, "t2i": 0.0, "mean": 0.0}
+    delta = retrieval_eval.delta_mean_rank(shuffled, clean)
     assert delta["i2t"] > 0 and delta["t2i"] > 0 and delta["mean"] == (delta["i2t"] + delta["t2i"]) / 2
 
 
 @pytest.fixture(scope="module")
 def retrieval_run(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("retrieval") / "run"
-    code = main(["finetune", "--task", "retrieve", "--data", str(synth_dir), "--out", str(out), "epochs=1",
+    code = main(["finetune", "--task", "retrieve", "--data", str(synth_dir), "--out", str(out), "max_epochs=1",
                  "batch_size=16", *SMALL, "model.itm_head=true"])
     assert code == 0
     return out
@@ -174,7 +175,7 @@ def test_cli_finetune_and_evaluate_end_to_end(retrieval_run, synth_dir, capsys):
     assert results["task"] == "retrieve" and results["n_test"] == n_test
     for d in ev.DIRECTIONS:
         assert 1 <= results["clean"][d]["mean_rank"] <= n_test
-    assert results["clean"]["itm_rerank"]["k"] == ev.RERANK_K
+    assert results["clean"]["itm_rerank"]["k"] == retrieval_eval.RERANK_K
     cells = results["perturbed"]["cells"]
     assert [c["target"] for c in cells] == ["image", "text", "both"]
     for c in cells:
@@ -186,7 +187,7 @@ def test_cli_finetune_and_evaluate_end_to_end(retrieval_run, synth_dir, capsys):
 def test_identity_text_perturbation_reuses_clean_ranks(retrieval_run, synth_dir, monkeypatch):
     """Re-encoding unchanged captions must reproduce the clean ranks exactly: ΔMR = 0."""
     monkeypatch.setattr(predict_module, "perturb_text", lambda text, name, severity, seed, sample_id: TextPerturbation(text, {}, True, []))
-    results = ev.evaluate_retrieval_run(retrieval_run, synth_dir, ("clean", "perturbed"), corruptions=[],
+    results = retrieval_eval.evaluate_retrieval_run(retrieval_run, synth_dir, ("clean", "perturbed"), corruptions=[],
                                         text_perts=["word_drop"], severities=(3,), progress=False, rerank_k=0)
     (cell,) = results["perturbed"]["cells"]
     assert cell["delta_mr"] == {"i2t": 0.0, "t2i": 0.0, "mean": 0.0}

@@ -42,6 +42,7 @@ class ExperimentPlan:
     image_size: int = 64
     pretrain_batch: int = 32
     finetune_batch: int = 64
+    finetune_patience: int = 2  # early stopping on the training sites' validation split, within finetune_epochs
     methods: tuple[str, ...] = METHODS
     model_overrides: tuple[str, ...] = tuple(DEMO_MODEL)
     pretrain_overrides: tuple[str, ...] = field(default=("train.lr=0.0005", "train.warmup_steps=10"))
@@ -119,10 +120,11 @@ def run_experiment(plan: ExperimentPlan, out: Path, progress: bool = False) -> P
         for seed in plan.seeds:
             ft_dir = out / "finetune" / f"{method}-seed{seed}"
             log(f"3/4 fine-tuning VQA from {method}, seed {seed}")
-            ft_cfg = FinetuneConfig(task="vqa", epochs=plan.finetune_epochs, batch_size=plan.finetune_batch,
-                                    seed=seed, lr=2e-4)
+            ft_cfg = FinetuneConfig(task="vqa", max_epochs=plan.finetune_epochs, patience=plan.finetune_patience,
+                                    batch_size=plan.finetune_batch, seed=seed)
             result = run_finetuning(ft_cfg, data, ft_dir, init=str(pre_dir), holdout=holdout, progress=progress)
-            log(f"    best validation accuracy {result['best_val_accuracy']:.3f}")
+            log(f"    kept epoch {result['best_epoch'] + 1} of {result['epochs_run']}: validation accuracy "
+                f"{result['best_val_accuracy']:.3f}")
             runs.append(ft_dir)
     for ft_dir in runs:
         log(f"4/4 evaluating {ft_dir.name}: clean, {len(plan.corruptions)} corruptions and "

@@ -13,6 +13,7 @@ import posixpath
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from robust_mmr.data.dicom import is_dicom, read_dicom
@@ -121,3 +122,24 @@ def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
             array = np.asarray(img).copy()
     info["dtype"] = str(array.dtype)
     return array, info
+
+
+def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    """A decoded image ((H, W) or (H, W, C), uint8/uint16) → float (channels, size, size) in [0, 1].
+
+    Intensities are divided by the dtype's maximum; colour is averaged to grey for 1 channel and grey
+    repeated for 3. Resizing is bilinear.
+    """
+    scale = 65535.0 if image.dtype == np.uint16 else 255.0
+    x = image.astype(np.float32) / scale
+    if x.ndim == 3:
+        x = x[..., :3].mean(axis=-1) if channels == 1 else x[..., :3]
+    if x.shape[0] != size or x.shape[1] != size:
+        planes = [x] if x.ndim == 2 else [x[..., c] for c in range(x.shape[-1])]
+        planes = [np.asarray(Image.fromarray(p, mode="F").resize((size, size), Image.BILINEAR)) for p in planes]
+        x = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+    t = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    if t.shape[0] != channels:
+        t = t.expand(channels, -1, -1).contiguous()
+    return t.clamp(0.0, 1.0)

@@ -21,7 +21,7 @@ from robust_mmr.perturbations.text import perturb_text
 from robust_mmr.tasks.data import TaskRecord, record_target, record_text
 from robust_mmr.tasks.labels import LabelVocab
 from robust_mmr.tasks.model import PairClassifier
-from robust_mmr.training.data import image_to_tensor
+from robust_mmr.data.images import image_to_tensor
 
 
 @dataclass(frozen=True)

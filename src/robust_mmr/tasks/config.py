@@ -1,8 +1,18 @@
-"""Fine-tuning settings (the backbone's own config travels with its pre-training run)."""
+"""Fine-tuning settings (the backbone's own config travels with its pre-training run).
+
+Defaults are chosen to reach a plateau with a from-scratch or lightly pre-trained vision side: a
+backbone learning rate of 2e-4 (the encoders are small and far from converged features) with the new
+head at 5x, one warm-up epoch, the learning rate halved after ``lr_patience`` epochs without a
+validation gain and training stopped after ``patience`` such epochs (at ``max_epochs`` at the latest);
+the best validation epoch's weights are kept. ``freeze_backbone`` gives the probe protocol: the
+pre-trained backbone is frozen and only a head on its features is trained.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from robust_mmr.errors import InputError
 
 TASKS = ("vqa", "classify", "retrieve")
 
@@ -10,15 +20,29 @@ TASKS = ("vqa", "classify", "retrieve")
 @dataclass
 class FinetuneConfig:
     task: str = "vqa"
-    epochs: int = 10
+    max_epochs: int = 60
+    patience: int = 6  # epochs without a validation gain before stopping
+    lr_patience: int = 2  # epochs without a validation gain before the learning rate is halved
     batch_size: int = 32
-    lr: float = 5e-5  # backbone
-    head_lr_multiplier: float = 20.0  # the new classifier head
+    lr: float = 2e-4  # backbone
+    head_lr_multiplier: float = 5.0  # the new head
     weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
+    warmup_epochs: int = 1
     grad_clip: float = 1.0
+    freeze_backbone: bool = False  # the probe protocol: train a head on frozen pre-trained features
     precision: str = "32-true"
     accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
     num_workers: int = 0
     seed: int = 0
     val_fraction: float = 0.1  # carved from train (by image) when the data has no val split
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InputError(f"finetune task {self.task!r}: choose one of {', '.join(TASKS)}")
+        for name in ("max_epochs", "patience", "lr_patience", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"finetune setting {name}: got {getattr(self, name)}; allowed: an integer >= 1")
+        if self.lr <= 0 or self.head_lr_multiplier <= 0:
+            raise InputError("finetune settings lr and head_lr_multiplier must be > 0")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"finetune setting val_fraction: got {self.val_fraction}; allowed: in (0, 1)")

@@ -18,7 +18,7 @@ from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
 from robust_mmr.errors import InputError
 from robust_mmr.tasks.labels import LabelVocab
-from robust_mmr.training.data import image_to_tensor
+from robust_mmr.data.images import image_to_tensor
 
 TASK_MANIFESTS = {"vqa": "vqa.jsonl", "classify": "classification.jsonl"}
 TaskRecord = VQARecord | ClassificationRecord
@@ -111,7 +111,8 @@ class TaskDataset(Dataset):
 
 @dataclass
 class TaskCollator:
-    """Tokenises texts and indexes targets. Batch: pixels, input_ids, attention_mask, labels, closed."""
+    """Tokenises texts (padded to the longest in the batch) and indexes targets. Batch: pixels, input_ids,
+    attention_mask, labels, closed."""
 
     tokenizer: object
     max_length: int
@@ -119,7 +120,7 @@ class TaskCollator:
 
     def __call__(self, items: list[tuple[TaskRecord, torch.Tensor]]) -> dict:
         records, images = zip(*items)
-        enc = self.tokenizer([record_text(r) for r in records], padding="max_length", truncation=True,
+        enc = self.tokenizer([record_text(r) for r in records], padding="longest", truncation=True,
                              max_length=self.max_length, return_tensors="pt")
         return {
             "pixels": torch.stack(images),

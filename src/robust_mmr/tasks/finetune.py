@@ -2,21 +2,18 @@
 
 A fine-tuning run directory holds ``model.safetensors`` (backbone + head), ``config.yaml`` (the
 backbone's run config), ``task.json`` (task, label vocabulary, fine-tuning settings, init, hold-out,
-notes) and ``logs/``. Model selection uses the validation split of the training domains only.
+notes, the epoch kept and every epoch's validation score) and ``logs/``. Model selection and early stopping
+use the validation split of the training domains only; the test splits are never loaded here.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.loggers import CSVLogger
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -27,7 +24,8 @@ from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_records, record_target, split_records
 from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
 from robust_mmr.tasks.model import PairClassifier
-from robust_mmr.tasks.module import FinetuneModule
+from robust_mmr.tasks.module import ClassifierModule, fit_keeping_best, selection_summary
+from robust_mmr.tasks.probe import fit_probe
 from robust_mmr.training.checkpoint import load_pretrained
 
 
@@ -45,7 +43,8 @@ def build_backbone(init: str, preset: str, model_overrides: list[str] | None = N
 def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch", preset: str = "tiny",
                    holdout: Holdout | None = None, vocab_splits: tuple[str, ...] = ("train",),
                    model_overrides: list[str] | None = None, progress: bool = True) -> dict:
-    """Fine-tune on ``data_dir`` and write the run to ``out``. Returns the summary (also in ``task.json``)."""
+    """Fine-tune on ``data_dir`` (or, with ``cfg.freeze_backbone``, train a probe head on the frozen
+    backbone's features) and write the run to ``out``. Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
     parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.seed)
@@ -53,7 +52,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
-    model = PairClassifier(backbone, len(vocab))
+    model = PairClassifier(backbone, len(vocab), features="mean" if cfg.freeze_backbone else "pooled")
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
 
@@ -62,36 +61,22 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
                           shuffle=shuffle, collate_fn=collate, num_workers=cfg.num_workers,
                           generator=torch.Generator().manual_seed(cfg.seed))
 
-    train_loader = loader("train", True)
-    total_steps = cfg.epochs * math.ceil(len(parts["train"]) / cfg.batch_size)
-    module = FinetuneModule(model, cfg, total_steps)
-    seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
+    if cfg.freeze_backbone:
+        module, seconds = fit_probe(model, loader("train", False), loader("val", False), cfg, out, progress)
+        notes.append("probe: backbone frozen; a head trained on the mean of each fused stream's tokens")
+    else:
+        train_loader = loader("train", True)
+        module = ClassifierModule(model, cfg, len(train_loader))
+        seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
     summary = {
         "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None,
         "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
-        "finetune": asdict(cfg), "best_val_accuracy": round(module.best_accuracy, 4),
+        "finetune": asdict(cfg), "best_val_accuracy": round(module.best_score, 4), **selection_summary(module),
         "counts": {k: len(v) for k, v in parts.items()}, "seconds": seconds,
         "notes": notes,
     }
     save_task_run(out, model, run_cfg, summary)
     return summary
-
-
-def fit_keeping_best(module: L.LightningModule, train_loader: DataLoader, val_loader: DataLoader,
-                     cfg: FinetuneConfig, out: Path, progress: bool) -> float:
-    """Fit a fine-tuning module (CSV logs in ``out/logs``), then load the weights of its best validation
-    epoch (``module.best_state``) into ``module.model``. Returns the seconds spent."""
-    out.mkdir(parents=True, exist_ok=True)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_epochs=cfg.epochs, precision=cfg.precision,
-                        gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
-                        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
-                        num_sanity_val_steps=0)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, train_loader, val_loader)
-    module.model.cpu().load_state_dict(module.best_state)
-    return round(time.perf_counter() - start, 1)
 
 
 def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:
@@ -118,6 +103,7 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
     backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
     if "labels" not in task:
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
-    model = PairClassifier(backbone, len(task["labels"]))
+    probe = task["finetune"].get("freeze_backbone", False)
+    model = PairClassifier(backbone, len(task["labels"]), features="mean" if probe else "pooled")
     model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task

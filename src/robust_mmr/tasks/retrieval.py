@@ -22,7 +22,9 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import TaskDataset, split_records
-from robust_mmr.tasks.finetune import build_backbone, fit_keeping_best, read_task_run, save_task_run
+from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
+from robust_mmr.tasks.module import fit_keeping_best, selection_summary
+from robust_mmr.tasks.probe import cached_loaders, freeze
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 from robust_mmr.tasks.retrieval_module import RetrievalModule
 
@@ -51,7 +53,7 @@ class PairCollator:
 
     def __call__(self, items: list[tuple[ImageTextRecord, torch.Tensor]]) -> dict:
         records, images = zip(*items)
-        enc = self.tokenizer([r.text for r in records], padding="max_length", truncation=True,
+        enc = self.tokenizer([r.text for r in records], padding="longest", truncation=True,
                              max_length=self.max_length, return_tensors="pt")
         return {"pixels": torch.stack(images), "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "images": [r.image for r in records]}
@@ -60,14 +62,15 @@ class PairCollator:
 def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch",
                              preset: str = "tiny", model_overrides: list[str] | None = None,
                              progress: bool = True) -> dict:
-    """Fine-tune ITC retrieval on ``data_dir`` and write the run to ``out``. Returns the summary (also in
-    ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone."""
+    """Fine-tune ITC retrieval on ``data_dir`` (with ``cfg.freeze_backbone``: train only the ITC projections
+    on the frozen backbone's features, the probe) and write the run to ``out``. Returns the summary (also
+    in ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts, notes = split_records(load_pairs(data_dir), None, cfg.val_fraction, cfg.seed)
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
     dim = run_cfg.model.projection_dim
     model = RetrievalModel(backbone, dim)
-    if model.has_itm:
+    if model.has_itm and not cfg.freeze_backbone:
         notes.append("backbone has an ITM head: trained with hard negatives beside ITC (for top-k re-ranking)")
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = PairCollator(tokenizer, run_cfg.model.max_text_length)
@@ -78,19 +81,36 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
                           collate_fn=collate, num_workers=cfg.num_workers,
                           generator=torch.Generator().manual_seed(cfg.seed))
 
-    train_loader = loader("train", True)
-    total_steps = cfg.epochs * len(train_loader)
-    module = RetrievalModule(model, cfg, total_steps)
-    seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
+    if cfg.freeze_backbone:
+        freeze(backbone)
+        train, val = cached_loaders(unimodal_features(model, loader("train", False)),
+                                    unimodal_features(model, loader("val", False)), cfg)
+        notes.append("probe: backbone frozen; ITC projections trained on its image CLS and mean caption tokens")
+    else:
+        train, val = loader("train", True), loader("val", False)
+    module = RetrievalModule(model, cfg, len(train))
+    seconds = fit_keeping_best(module, train, val, cfg, out, progress)
     summary = {
         "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None, "holdout": None,
-        "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_recall, 4),
+        "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_score, 4), **selection_summary(module),
         "temperature": round(1.0 / model.logit_scale().item(), 4),
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
         "seconds": seconds, "notes": notes,
     }
     save_task_run(out, model, run_cfg, summary)
     return summary
+
+
+@torch.no_grad()
+def unimodal_features(model: RetrievalModel, loader: DataLoader) -> list[dict]:
+    """Per batch: the backbone's image (B, D) and caption (B, D) features and the image keys (for the probe)."""
+    batches = []
+    for batch in loader:
+        image, _ = model.backbone.encode_image(batch["pixels"])
+        text, text_valid = model.backbone.encode_text(batch["input_ids"], batch["attention_mask"])
+        batches.append({"image_feature": model.image_feature(image), "text_feature": model.text_feature(text, text_valid),
+                        "images": batch["images"]})
+    return batches
 
 
 def load_retrieval(run_dir: str | Path) -> tuple[RetrievalModel, object, RunConfig, dict]:

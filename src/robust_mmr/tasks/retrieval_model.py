@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robust_mmr.model.mmr_model import MMRModel
+from robust_mmr.model.mmr_model import MMRModel, mean_tokens
+from robust_mmr.objectives.losses import info_nce
 
 INIT_TEMPERATURE = 0.07  # CLIP (Radford et al. 2021)
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps 1 / temperature at 100
@@ -45,15 +46,29 @@ class RetrievalModel(nn.Module):
         """The parameters this task adds (trained at the head learning rate)."""
         return [*self.image_itc.parameters(), *self.text_itc.parameters(), self.log_scale]
 
+    def image_feature(self, image_tokens: Tensor) -> Tensor:
+        """(B, 1 + K, D) tokens from ``encode_image`` → (B, D): the CLS token."""
+        return image_tokens[:, 0]
+
+    def text_feature(self, text_tokens: Tensor, text_valid: Tensor) -> Tensor:
+        """(B, L, D) tokens and (B, L) validity from ``encode_text`` → (B, D): the mean of the valid tokens."""
+        return mean_tokens(text_tokens, text_valid)
+
     def image_embedding(self, image_tokens: Tensor) -> Tensor:
-        """(B, 1 + K, D) tokens from ``encode_image`` → (B, dim) unit vectors of the CLS token."""
-        return F.normalize(self.image_itc(image_tokens[:, 0]), dim=-1)
+        """(B, 1 + K, D) tokens from ``encode_image`` → (B, dim) unit vectors."""
+        return self.project_image(self.image_feature(image_tokens))
 
     def text_embedding(self, text_tokens: Tensor, text_valid: Tensor) -> Tensor:
-        """(B, L, D) tokens and (B, L) validity from ``encode_text`` → (B, dim) unit vectors of their mean."""
-        valid = text_valid[..., None].to(text_tokens.dtype)
-        pooled = (text_tokens * valid).sum(1) / valid.sum(1).clamp(min=1.0)
-        return F.normalize(self.text_itc(pooled), dim=-1)
+        """(B, L, D) tokens and (B, L) validity from ``encode_text`` → (B, dim) unit vectors."""
+        return self.project_text(self.text_feature(text_tokens, text_valid))
+
+    def project_image(self, feature: Tensor) -> Tensor:
+        """(B, D) image features → (B, dim) unit vectors."""
+        return F.normalize(self.image_itc(feature), dim=-1)
+
+    def project_text(self, feature: Tensor) -> Tensor:
+        """(B, D) text features → (B, dim) unit vectors."""
+        return F.normalize(self.text_itc(feature), dim=-1)
 
     def embed(self, pixels: Tensor, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         image, _ = self.backbone.encode_image(pixels)
@@ -65,10 +80,8 @@ class RetrievalModel(nn.Module):
         return self.log_scale.clamp(0.0, math.log(MAX_LOGIT_SCALE)).exp()
 
     def itc_loss(self, image_emb: Tensor, text_emb: Tensor) -> Tensor:
-        """Symmetric InfoNCE over the batch: row i of each (B, dim) matrix is the matching pair."""
-        logits = (self.logit_scale() * image_emb @ text_emb.T).float()
-        target = torch.arange(len(logits), device=logits.device)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        """Symmetric InfoNCE over the batch at the learned temperature: row i of each (B, dim) matrix is the pair."""
+        return info_nce(image_emb, text_emb, 1.0 / self.logit_scale())
 
     def match_logits(self, image: Tensor, image_valid: Tensor, text: Tensor, text_valid: Tensor) -> Tensor:
         """ITM log-odds that each fused pair matches: streams (P, 1 + K, D), (P, L, D) → (P,)."""
