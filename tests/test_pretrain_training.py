@@ -12,6 +12,7 @@ from robust_mmr.cli.main import main
 from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.model import build_model
+from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
 from robust_mmr.training.checkpoint import export_weights, load_pretrained
 from robust_mmr.training.data import ImageTextDataset, PretrainCollator
 from robust_mmr.training.module import PretrainModule
@@ -49,8 +50,8 @@ def test_checkpoint_loads_back_to_identical_outputs(synth_dir, tmp_path):
     data = ImageTextDataset(synth_dir, "train", 64, 1)
     batch = PretrainCollator(tokenizer, cfg.model.max_text_length, cfg.objective, seed=0)([data[i] for i in range(4)])
     with torch.no_grad():
-        a = model.eval()(batch["pixels"], batch["input_ids"], batch["attention_mask"]).pooled
-        b = loaded(batch["pixels"], batch["input_ids"], batch["attention_mask"]).pooled
+        a = model.eval()(batch.pixels, batch.input_ids, batch.attention_mask).pooled
+        b = loaded(batch.pixels, batch.input_ids, batch.attention_mask).pooled
     assert torch.equal(a, b)
     assert not any(p.suffix in (".pt", ".ckpt", ".bin") for p in tmp_path.iterdir())  # tensors only
 
@@ -91,11 +92,11 @@ def test_base_builds_and_trains_two_steps_at_batch_2():
     enc = module.tokenizer(["CT chest: 1 nodule R lung.", "MR head: NAD."], padding="max_length", max_length=64,
                            return_tensors="pt")
     maskable = enc.attention_mask.bool()
-    batch = {"pixels": torch.rand(2, 3, 288, 288), "input_ids": enc.input_ids, "attention_mask": enc.attention_mask,
-             "maskable": maskable, "pert_input_ids": enc.input_ids, "pert_attention_mask": enc.attention_mask,
-             "pert_maskable": maskable, "pert_targets": enc.input_ids, "text_altered": torch.zeros_like(maskable),
-             "perturb_image": torch.tensor([True, False]), "perturb_text": torch.tensor([False, True]),
-             "domain": torch.full((2,), -1)}
+    view = PerturbedText(input_ids=enc.input_ids, attention_mask=enc.attention_mask, maskable=maskable,
+                         targets=torch.full_like(enc.input_ids, -100), perturb_text=torch.tensor([False, True]),
+                         perturb_image=torch.tensor([True, False]))
+    batch = PretrainBatch(pixels=torch.rand(2, 3, 288, 288), input_ids=enc.input_ids,
+                          attention_mask=enc.attention_mask, maskable=maskable, domain=torch.full((2,), -1), view=view)
     watched = {name: p.detach().clone() for name, p in module.model.named_parameters()
                if name.endswith(("patch_embeddings.projection.weight", "word_embeddings.weight"))}
     assert len(watched) == 2
@@ -106,7 +107,7 @@ def test_base_builds_and_trains_two_steps_at_batch_2():
         terms["loss"].backward()
         optimizer.step()
         losses.append(float(terms["loss"]))
-        assert {"mim", "mlm", "itm", "mim_v1", "mlm_v1", "dc"} <= set(terms)
+        assert {"mim", "mlm", "itm", "mim_v1", "mlm_v1", "domain_consistency"} <= set(terms)
     assert all(math.isfinite(x) for x in losses)
     params = dict(module.model.named_parameters())
     assert all(not torch.equal(params[name], before) for name, before in watched.items())

@@ -22,6 +22,8 @@ import yaml
 from robust_mmr.errors import InputError
 
 PRESETS = ("tiny", "small", "base")
+METHODS = ("mmr", "mmr-aug", "robust-mmr")  # the pre-training methods (robust_mmr.objectives.pretrain)
+IMAGE_MODALITIES = ("xray", "ct", "mri", "us", "generic")  # image-corruption registries (robust_mmr.perturbations)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
@@ -120,11 +122,9 @@ class ObjectiveConfig:
     drop_prob: float = 0.15
 
     def validate(self, where: str) -> None:
-        from robust_mmr.objectives.pretrain import METHODS  # torch-heavy: only when validating
-        from robust_mmr.perturbations.image import MODALITIES
-
         _require(self.method in METHODS, f"{where}.method", f"one of {', '.join(METHODS)}", self.method)
-        _require(self.modality in MODALITIES, f"{where}.modality", f"one of {', '.join(MODALITIES)}", self.modality)
+        _require(self.modality in IMAGE_MODALITIES, f"{where}.modality", f"one of {', '.join(IMAGE_MODALITIES)}",
+                 self.modality)
         _require(0.0 < self.image_mask_ratio < 1.0, f"{where}.image_mask_ratio", "in (0, 1)", self.image_mask_ratio)
         _require(0.0 < self.text_mask_prob < 1.0, f"{where}.text_mask_prob", "in (0, 1)", self.text_mask_prob)
         _require(all(p >= 0 for p in self.mode_probs) and sum(self.mode_probs) > 0, f"{where}.mode_probs",

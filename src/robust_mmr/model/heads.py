@@ -1,4 +1,4 @@
-"""Heads on the fused streams: pooler, MLM, MIM decoder, projection g, ITM."""
+"""Heads on the fused streams: pooler, MLM, MIM decoder, the invariance projections g."""
 
 from __future__ import annotations
 
@@ -66,11 +66,27 @@ class MIMDecoder(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """g: pooled pair feature (B, 2D) → embedding (B, P) for domain consistency and resilience."""
+    """One projection of g: features (B, F) → embedding (B, P) (Linear → GELU → Linear)."""
 
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, in_dim // 2), nn.GELU(), nn.Linear(in_dim // 2, out_dim))
+        self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim))
 
-    def forward(self, pooled: Tensor) -> Tensor:
-        return self.net(pooled)
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features)
+
+
+class InvarianceProjections(nn.Module):
+    """g, the projections Robust-MMR's invariance terms read (DESIGN §1.2), apart from every downstream head.
+
+    ``image`` and ``text``: the mean unimodal token of each encoder (fusion width D, before fusion) → P,
+    for domain consistency — an encoder cannot match two views of a study through the other modality;
+    ``pair``: the mean tokens of both fused streams (2D) → P, for modality resilience. They train at the
+    encoders' learning rate (:meth:`MMRModel.parameter_groups`) and never feed the pooler.
+    """
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.image = ProjectionHead(dim, out_dim)
+        self.text = ProjectionHead(dim, out_dim)
+        self.pair = ProjectionHead(2 * dim, out_dim)

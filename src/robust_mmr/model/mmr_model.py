@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from robust_mmr.config import ModelConfig
 from robust_mmr.model.fusion import Fusion
-from robust_mmr.model.heads import MIMDecoder, MLMHead, PairPooler, ProjectionHead
+from robust_mmr.model.heads import InvarianceProjections, MIMDecoder, MLMHead, PairPooler
 from robust_mmr.model.text import TextEncoder, build_text_model, build_tokenizer
 from robust_mmr.model.vision import VisionEncoder, build_vit
 
@@ -27,6 +27,17 @@ class FusedOutput:
     image_valid: Tensor  # (B, 1 + K) bool
     text_valid: Tensor  # (B, L) bool
     pooled: Tensor  # (B, 2D)
+
+    def mean_pair(self) -> Tensor:
+        """The mean valid token of each stream after the last layer, concatenated: (B, 2D)."""
+        return torch.cat([mean_tokens(self.image_layers[-1], self.image_valid),
+                          mean_tokens(self.text_layers[-1], self.text_valid)], dim=-1)
+
+
+def mean_tokens(states: Tensor, valid: Tensor) -> Tensor:
+    """Mean of the valid token states: (B, L, D), (B, L) bool → (B, D)."""
+    weight = valid[..., None].to(states.dtype)
+    return (states * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
 
 class MMRModel(nn.Module):
@@ -49,12 +60,8 @@ class MMRModel(nn.Module):
         self.mlm_head = MLMHead(dim, vocab_size)
         self.mim_decoder = MIMDecoder(dim, cfg.decoder.hidden, cfg.decoder.layers, cfg.decoder.heads,
                                       self.vision.num_patches, cfg.patch_size**2 * cfg.channels)
-        self.projection = ProjectionHead(2 * dim, cfg.projection_dim)
+        self.projection = InvarianceProjections(dim, cfg.projection_dim)
         self.itm_head = nn.Linear(2 * dim, 2) if cfg.itm_head else None
-
-    @property
-    def num_patches(self) -> int:
-        return self.vision.num_patches
 
     def forward(self, pixels: Tensor, input_ids: Tensor, attention_mask: Tensor, keep: Tensor | None = None,
                 keep_valid: Tensor | None = None, drop_image: Tensor | None = None,
@@ -86,11 +93,12 @@ class MMRModel(nn.Module):
         return FusedOutput(images, texts, image_valid, text_valid, self.pooler(images[-1], texts[-1]))
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-        """(encoder parameters, fusion + head parameters): the latter train at a higher learning rate."""
-        encoder_ids = {id(p) for p in [*self.vision.parameters(), *self.text.parameters()]}
-        encoders = [p for p in self.parameters() if id(p) in encoder_ids]
-        rest = [p for p in self.parameters() if id(p) not in encoder_ids]
-        return encoders, rest
+        """(encoders + the invariance projections g, fusion + reconstruction heads): the second group trains
+        at ``head_lr_multiplier`` × the learning rate, the first at the base rate."""
+        base_ids = {id(p) for m in (self.vision, self.text, self.projection) for p in m.parameters()}
+        base = [p for p in self.parameters() if id(p) in base_ids]
+        rest = [p for p in self.parameters() if id(p) not in base_ids]
+        return base, rest
 
 
 def _replace_with_missing(stream: Tensor, valid: Tensor, drop: Tensor, missing: Tensor) -> tuple[Tensor, Tensor]:

@@ -23,8 +23,9 @@ def mlm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
-def info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    """Symmetric InfoNCE between paired rows of a and b (B, P): row i of a matches row i of b."""
+def info_nce(a: Tensor, b: Tensor, temperature: float | Tensor) -> Tensor:
+    """Symmetric InfoNCE between paired rows of a and b (B, P): row i of a matches row i of b, every other
+    row of the batch is a negative; rows are L2-normalised first (CLIP, Radford et al. 2021)."""
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
     logits = a @ b.t() / temperature
     target = torch.arange(a.shape[0], device=a.device)

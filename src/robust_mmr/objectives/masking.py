@@ -56,9 +56,15 @@ def keep_count(num_patches: int, ratio: float) -> int:
 
 
 def damage_rank(clean_patches: Tensor, perturbed_patches: Tensor) -> Tensor:
-    """Rank of each patch by ‖patch(x̃) − patch(x)‖², scaled to [0, 1] (1 = most changed). (B, N)."""
-    damage = (perturbed_patches - clean_patches).pow(2).sum(dim=-1)
-    ranks = torch.argsort(torch.argsort(damage, dim=1), dim=1).to(clean_patches.dtype)
+    """Rank of each patch by ‖patch(x̃) − patch(x)‖², scaled to [0, 1] (1 = most changed). (B, N).
+
+    Tied patches share their mean rank, so a corruption that changes every patch alike (a uniform
+    brightness shift) biases no patch, whatever its position.
+    """
+    damage = (perturbed_patches - clean_patches).float().pow(2).sum(dim=-1)
+    below = (damage[:, None, :] < damage[:, :, None]).sum(-1)
+    tied = (damage[:, None, :] == damage[:, :, None]).sum(-1) - 1
+    ranks = (below + 0.5 * tied).to(clean_patches.dtype)
     return ranks / max(damage.shape[1] - 1, 1)
 
 

@@ -5,40 +5,50 @@ Every method makes two fused passes per sample per step, so equal steps are equa
 - ``mmr`` (vanilla, M3AE): MIM + MLM (+ ITM) on the clean pair, twice with independent masks;
 - ``mmr-aug`` (the control): MIM + MLM on the clean pair and on the perturbed view, the
   perturbation used as plain augmentation (the perturbed view reconstructs itself);
-- ``robust-mmr`` (DESIGN §1.2): clean pass v0 plus the perturbed view v1 with
+- ``robust-mmr`` (DESIGN §1.2): the clean pass v0 plus the perturbed view v1
+  (:mod:`robust_mmr.objectives.views`) with
   1. perturbation-aware masking and clean targets (``aware_masking``),
-  2. domain-consistency InfoNCE between g(v0) and g(v1), + optional CORAL (``domain_consistency``),
-  3. modality resilience: a modality of v1 dropped with ``drop_prob``, its g pulled to g(v0)
-     (``modality_resilience``).
+  2. ``domain_consistency``: symmetric InfoNCE between g(v0) and g(v1) per modality, on each
+     encoder's own tokens (+ optional CORAL over a meta key),
+  3. ``modality_resilience``: a modality of v1 dropped with ``drop_prob``; g of its fused pair
+     pulled to stop_grad(g(v0)).
   With a component switched off its term is absent from the dict and v1 falls back to mmr-aug's
   treatment for that part.
 
-Batch keys (built by :class:`robust_mmr.training.data.PretrainCollator`):
-``pixels`` (B, C, H, W) in [0, 1]; ``input_ids``, ``attention_mask``, ``maskable`` (B, L);
-``pert_input_ids``, ``pert_attention_mask``, ``pert_maskable``, ``pert_targets``, ``text_altered`` (B, L);
-``perturb_image``, ``perturb_text`` (B,) bool; ``domain`` (B,) long (-1 unknown).
+One batch, collator → objective → model → losses: :class:`~robust_mmr.objectives.batch.PretrainBatch`
+→ :meth:`PretrainObjective.forward` (``clean_pass``, then ``second_clean_pass`` or ``perturbed_pass``
+and ``invariance_terms``) → :class:`~robust_mmr.model.mmr_model.MMRModel` (``encode_image``,
+``encode_text``, ``fuse``) → :mod:`robust_mmr.objectives.losses`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
-from robust_mmr.config import ObjectiveConfig
-from robust_mmr.model.mmr_model import FusedOutput, MMRModel
+from robust_mmr.config import METHODS, ObjectiveConfig
+from robust_mmr.model.mmr_model import FusedOutput, MMRModel, mean_tokens
+from robust_mmr.objectives.batch import PretrainBatch
 from robust_mmr.objectives.losses import coral_loss, info_nce, mim_loss, mlm_loss, resilience_loss
-from robust_mmr.objectives.masking import (
-    PatchMask,
-    damage_rank,
-    keep_count,
-    mask_patches,
-    mask_tokens,
-    normalized_patches,
-    patchify,
-)
-from robust_mmr.perturbations.image.api import corrupt_batch, sample_training_corruptions
+from robust_mmr.objectives.masking import PatchMask, keep_count, mask_patches, mask_tokens, normalized_patches
+from robust_mmr.objectives.views import perturbed_image_mask, perturbed_images, text_mask_prob, uses_aware_masking
 
-METHODS = ("mmr", "mmr-aug", "robust-mmr")
+WEIGHT_OF = {"domain_consistency": "dc_weight", "modality_resilience": "mr_weight", "coral": "coral_weight",
+             "itm": "itm_weight"}  # loss term → its ObjectiveConfig weight (other terms weigh 1)
+
+
+@dataclass
+class Pass:
+    """One fused pass: the unimodal tokens fed to fusion (image (B, 1 + K, D), text (B, L, D), with their
+    validity) and the fused output."""
+
+    image: Tensor
+    image_valid: Tensor
+    text: Tensor
+    text_valid: Tensor
+    fused: FusedOutput
 
 
 class PretrainObjective(nn.Module):
@@ -46,126 +56,120 @@ class PretrainObjective(nn.Module):
         super().__init__()
         if cfg.method not in METHODS:
             raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
-        self.model = model
-        self.cfg = cfg
-        self.mask_token_id = mask_token_id
-        self.vocab_size = vocab_size
+        self.model, self.cfg = model, cfg
+        self.mask_token_id, self.vocab_size = mask_token_id, vocab_size
         self.patch = model.cfg.patch_size
 
-    @property
-    def uses_perturbed_view(self) -> bool:
-        return self.cfg.method != "mmr"
+    def forward(self, batch: PretrainBatch, generator: torch.Generator) -> dict[str, Tensor]:
+        """Named loss terms and their weighted sum ``loss`` for one batch."""
+        clean_targets = normalized_patches(batch.pixels, self.patch)
+        terms: dict[str, Tensor] = {}
+        v0 = self.clean_pass(batch, clean_targets, generator, terms)
+        if self.cfg.itm_weight > 0:
+            terms["itm"] = self.itm(batch, generator)
+        if self.cfg.method == "mmr":
+            self.clean_pass(batch, clean_targets, generator, terms, suffix="_v1")
+        else:
+            v1, dropped = self.perturbed_pass(batch, clean_targets, generator, terms)
+            if self.cfg.method == "robust-mmr":
+                terms.update(self.invariance_terms(batch, v0, v1, dropped))
+        terms["loss"] = sum((getattr(self.cfg, WEIGHT_OF[k]) if k in WEIGHT_OF else 1.0) * v for k, v in terms.items()
+                            if k != "loss")
+        return terms
 
-    def forward(self, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
-        cfg = self.cfg
-        pixels = batch["pixels"]
-        b = pixels.shape[0]
-        clean_targets = normalized_patches(pixels, self.patch)
-        n = clean_targets.shape[1]
-        base_keep = torch.full((b,), keep_count(n, cfg.image_mask_ratio), device=pixels.device)
+    def clean_pass(self, batch: PretrainBatch, clean_targets: Tensor, generator: torch.Generator,
+                   terms: dict[str, Tensor], suffix: str = "") -> Pass:
+        """The clean pair with random masks (MAE image masking, BERT text masking): ``mim``, ``mlm``."""
+        b, n = clean_targets.shape[:2]
+        keep = torch.full((b,), keep_count(n, self.cfg.image_mask_ratio), device=batch.pixels.device)
+        mask = mask_patches(torch.rand(b, n, generator=generator, device=batch.pixels.device), keep)
+        ids, labels = mask_tokens(batch.input_ids, batch.maskable, self.cfg.text_mask_prob, self.mask_token_id,
+                                  self.vocab_size, generator)
+        out = self.encode_and_fuse(batch.pixels, mask, ids, batch.attention_mask)
+        terms["mim" + suffix] = self.mim(out.fused, mask, clean_targets)
+        terms["mlm" + suffix] = self.mlm(out.fused, labels)
+        return out
 
-        # v0: the clean pair.
-        mask0 = mask_patches(torch.rand(b, n, generator=generator, device=pixels.device), base_keep)
-        ids0, labels0 = mask_tokens(batch["input_ids"], batch["maskable"], cfg.text_mask_prob,
-                                    self.mask_token_id, self.vocab_size, generator)
-        out0 = self.model(pixels, ids0, batch["attention_mask"], mask0.keep, mask0.keep_valid)
-        terms = {"mim": self._mim(out0, mask0, clean_targets), "mlm": self._mlm(out0, labels0)}
-        if cfg.itm_weight > 0:
-            terms["itm"] = self._itm(pixels, batch, generator)
+    def perturbed_pass(self, batch: PretrainBatch, clean_targets: Tensor, generator: torch.Generator,
+                       terms: dict[str, Tensor]) -> tuple[Pass, tuple[Tensor, Tensor] | None]:
+        """v1: the perturbed view, reconstructing the clean signal when aware, itself otherwise:
+        ``mim_v1``, ``mlm_v1``. Returns the pass and, with modality resilience, the (B,) drop flags."""
+        view, cfg = batch.view, self.cfg
+        pert_pixels = perturbed_images(batch.pixels, view.perturb_image, cfg, generator)
+        mask = perturbed_image_mask(batch.pixels, pert_pixels, view.perturb_image, cfg, self.patch, generator)
+        ids, labels = mask_tokens(view.input_ids, view.maskable, text_mask_prob(cfg, view.perturb_text),
+                                  self.mask_token_id, self.vocab_size, generator)
+        labels = torch.where(view.targets >= 0, view.targets, labels)  # pre-masked altered words: clean pieces
+        dropped = self.draw_dropped_modality(batch.size, generator)
+        out = self.encode_and_fuse(pert_pixels, mask, ids, view.attention_mask, *(dropped or (None, None)))
+        targets = clean_targets if uses_aware_masking(cfg) else normalized_patches(pert_pixels, self.patch)
+        keep_image = None
+        if dropped is not None:  # a removed modality has nothing to reconstruct
+            keep_image = ~dropped[0]
+            labels = torch.where(dropped[1][:, None], torch.full_like(labels, -100), labels)
+        terms["mim_v1"] = self.mim(out.fused, mask, targets, keep_image)
+        terms["mlm_v1"] = self.mlm(out.fused, labels)
+        return out, dropped
 
-        if cfg.method == "mmr":  # a second, independently masked clean pass: equal compute
-            mask1 = mask_patches(torch.rand(b, n, generator=generator, device=pixels.device), base_keep)
-            ids1, labels1 = mask_tokens(batch["input_ids"], batch["maskable"], cfg.text_mask_prob,
-                                        self.mask_token_id, self.vocab_size, generator)
-            out1 = self.model(pixels, ids1, batch["attention_mask"], mask1.keep, mask1.keep_valid)
-            terms["mim_v1"], terms["mlm_v1"] = self._mim(out1, mask1, clean_targets), self._mlm(out1, labels1)
-            return self._total(terms)
+    def draw_dropped_modality(self, b: int, generator: torch.Generator) -> tuple[Tensor, Tensor] | None:
+        """Modality resilience's drop: (drop_image, drop_text) (B,) bool, at most one per row, or None."""
+        if not (self.cfg.method == "robust-mmr" and self.cfg.modality_resilience):
+            return None
+        device = generator.device
+        drop = torch.rand(b, generator=generator, device=device) < self.cfg.drop_prob
+        image = torch.rand(b, generator=generator, device=device) < 0.5
+        return drop & image, drop & ~image
 
-        # v1: the perturbed view (image corruptions on device; text perturbed by the collator).
-        names, severities = sample_training_corruptions(b, cfg.modality, generator)
-        names = [name if flag else None for name, flag in zip(names, batch["perturb_image"].tolist())]
-        with torch.autocast(pixels.device.type, enabled=False):  # corruptions run in the pixels' own dtype
-            pert_pixels = corrupt_batch(pixels, names, severities, generator)
-        robust = cfg.method == "robust-mmr"
-        aware = robust and cfg.aware_masking
-        mask1 = self._perturbed_view_mask(pixels, pert_pixels, batch, aware, generator)
-        text_prob = self._perturbed_view_text_prob(batch, aware)
-        ids1, labels1 = mask_tokens(batch["pert_input_ids"], batch["pert_maskable"], text_prob,
-                                    self.mask_token_id, self.vocab_size, generator)
-        if aware:  # predict the clean tokens where the perturbation kept word alignment
-            labels1 = torch.where(labels1 >= 0, batch["pert_targets"], labels1)
-        drop_image = drop_text = None
-        if robust and cfg.modality_resilience:
-            drop = torch.rand(b, generator=generator, device=pixels.device) < cfg.drop_prob
-            which = torch.rand(b, generator=generator, device=pixels.device) < 0.5
-            drop_image, drop_text = drop & which, drop & ~which
-        out1 = self.model(pert_pixels, ids1, batch["pert_attention_mask"], mask1.keep, mask1.keep_valid,
-                          drop_image, drop_text)
-        v1_targets = clean_targets if aware else normalized_patches(pert_pixels, self.patch)
-        keep_image = None if drop_image is None else ~drop_image
-        if drop_text is not None:
-            labels1 = torch.where(drop_text[:, None], torch.full_like(labels1, -100), labels1)
-        terms["mim_v1"] = self._mim(out1, mask1, v1_targets, keep_image)
-        terms["mlm_v1"] = self._mlm(out1, labels1)
-        if not robust:
-            return self._total(terms)
+    def invariance_terms(self, batch: PretrainBatch, v0: Pass, v1: Pass,
+                         dropped: tuple[Tensor, Tensor] | None) -> dict[str, Tensor]:
+        """Robust-MMR's components 2 and 3 on the invariance projections g (never the pooler).
 
-        g0, g1 = self.model.projection(out0.pooled), self.model.projection(out1.pooled)
-        full = torch.ones(b, dtype=torch.bool, device=pixels.device)
-        if drop_image is not None:
-            full = ~(drop_image | drop_text)
-            terms["mr"] = resilience_loss(g1[~full], g0[~full]) if (~full).any() else g1.sum() * 0.0
+        ``domain_consistency``: InfoNCE between the two views of each study, per modality, on the
+        encoders' own mean tokens (an image can only be matched by its image, a report by its text), the
+        mean of the image and text terms; every row counts, so the term is defined for any batch.
+        ``modality_resilience``: 1 − cos(g(v1 with a modality removed), stop_grad(g(v0))) on the fused
+        pair, over the rows that dropped one (0 when none did).
+        """
+        g, cfg, out = self.model.projection, self.cfg, {}
         if cfg.domain_consistency:
-            terms["dc"] = info_nce(g0[full], g1[full], cfg.dc_temperature)
+            image0, image1 = (g.image(mean_tokens(v.image, v.image_valid)) for v in (v0, v1))
+            text0, text1 = (g.text(mean_tokens(v.text, v.text_valid)) for v in (v0, v1))
+            out["domain_consistency"] = 0.5 * (info_nce(image0, image1, cfg.dc_temperature)
+                                               + info_nce(text0, text1, cfg.dc_temperature))
             if cfg.coral_key and cfg.coral_weight > 0:
-                terms["coral"] = coral_loss(torch.cat([g0, g1]), torch.cat([batch["domain"], batch["domain"]]))
-        return self._total(terms)
+                out["coral"] = coral_loss(torch.cat([image0, image1]), torch.cat([batch.domain, batch.domain]))
+        if dropped is not None:
+            partial = dropped[0] | dropped[1]
+            pair0, pair1 = (g.pair(v.fused.mean_pair()) for v in (v0, v1))
+            out["modality_resilience"] = (resilience_loss(pair1[partial], pair0[partial]) if partial.any()
+                                          else pair1.sum() * 0.0)
+        return out
 
-    def _perturbed_view_mask(self, pixels: Tensor, pert_pixels: Tensor, batch: dict[str, Tensor], aware: bool,
-                             generator: torch.Generator) -> PatchMask:
-        """Random masking; with ``aware``, damaged patches masked first and a clean image masked less."""
-        b = pixels.shape[0]
-        clean_patches, pert_patches = patchify(pixels, self.patch), patchify(pert_pixels, self.patch)
-        n = clean_patches.shape[1]
-        noise = torch.rand(b, n, generator=generator, device=pixels.device)
-        ratio = self.cfg.image_mask_ratio
-        keep = torch.full((b,), keep_count(n, ratio), device=pixels.device)
-        if aware:
-            hit = batch["perturb_image"]
-            noise = noise + self.cfg.aware_beta * damage_rank(clean_patches, pert_patches) * hit[:, None]
-            keep = torch.where(hit, keep, torch.full_like(keep, keep_count(n, ratio * self.cfg.clean_mask_scale)))
-        return mask_patches(noise, keep)
+    def encode_and_fuse(self, pixels: Tensor, mask: PatchMask, ids: Tensor, attention: Tensor,
+                        drop_image: Tensor | None = None, drop_text: Tensor | None = None) -> Pass:
+        image, image_valid = self.model.encode_image(pixels, mask.keep, mask.keep_valid)
+        text, text_valid = self.model.encode_text(ids, attention)
+        fused = self.model.fuse(image, image_valid, text, text_valid, drop_image, drop_text)
+        return Pass(image, image_valid, text, text_valid, fused)
 
-    def _perturbed_view_text_prob(self, batch: dict[str, Tensor], aware: bool) -> Tensor | float:
-        """Per-token mask probability of v1's text: altered tokens boosted, a clean text masked less."""
-        p = self.cfg.text_mask_prob
-        if not aware:
-            return p
-        prob = torch.where(batch["text_altered"], min(1.0, p * self.cfg.altered_token_boost), p)
-        clean_text = ~batch["perturb_text"]
-        return torch.where(clean_text[:, None], p * self.cfg.clean_mask_scale, prob)
-
-    def _mim(self, out: FusedOutput, mask: PatchMask, targets: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+    def mim(self, out: FusedOutput, mask: PatchMask, targets: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """MIM from the decoder's fusion layer: MSE on the masked patches (rows with weight 0 left out)."""
         stream = out.image_layers[self.model.cfg.decoder.read_layer - 1]
         pred = self.model.mim_decoder(stream, mask.keep, mask.keep_valid)
         return mim_loss(pred, targets, mask.masked, sample_weight)
 
-    def _mlm(self, out: FusedOutput, labels: Tensor) -> Tensor:
+    def mlm(self, out: FusedOutput, labels: Tensor) -> Tensor:
+        """MLM on the last fusion layer's text stream at the positions with a label."""
         chosen = labels >= 0
         return mlm_loss(self.model.mlm_head(out.text_layers[-1][chosen]), labels[chosen])
 
-    def _itm(self, pixels: Tensor, batch: dict[str, Tensor], generator: torch.Generator) -> Tensor:
+    def itm(self, batch: PretrainBatch, generator: torch.Generator) -> Tensor:
         """Image–text matching on the unmasked pair: half the rows get another sample's text."""
-        b = pixels.shape[0]
-        swap = torch.rand(b, generator=generator, device=pixels.device) < 0.5
-        partner = torch.roll(torch.arange(b, device=pixels.device), 1)
-        ids = torch.where(swap[:, None], batch["input_ids"][partner], batch["input_ids"])
-        att = torch.where(swap[:, None], batch["attention_mask"][partner], batch["attention_mask"])
-        pooled = self.model(pixels, ids, att).pooled
+        b, device = batch.size, batch.pixels.device
+        swap = torch.rand(b, generator=generator, device=device) < 0.5
+        partner = torch.roll(torch.arange(b, device=device), 1)
+        ids = torch.where(swap[:, None], batch.input_ids[partner], batch.input_ids)
+        att = torch.where(swap[:, None], batch.attention_mask[partner], batch.attention_mask)
+        pooled = self.model(batch.pixels, ids, att).pooled
         return nn.functional.cross_entropy(self.model.itm_head(pooled).float(), (~swap).long())
 
-    def _total(self, terms: dict[str, Tensor]) -> dict[str, Tensor]:
-        weights = {"dc": self.cfg.dc_weight, "mr": self.cfg.mr_weight, "coral": self.cfg.coral_weight,
-                   "itm": self.cfg.itm_weight}
-        terms["loss"] = sum(weights.get(name, 1.0) * value for name, value in terms.items())
-        return terms

@@ -16,38 +16,17 @@ from typing import NamedTuple
 import lightning as L
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from robust_mmr.config import ModelConfig, ObjectiveConfig, TrainConfig
-from robust_mmr.data.images import ImageReadError, read_image, resolve_image_path
+from robust_mmr.data.images import ImageReadError, image_to_tensor, read_image, resolve_image_path
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
+from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
+from robust_mmr.objectives.views import MASK, TextView, perturbed_text_view
 from robust_mmr.perturbations.seeding import derive_seed
-from robust_mmr.perturbations.text import perturb_text, text_perturbations
 from robust_mmr.training.sampler import EpochSampler, ResumableLoader
 from robust_mmr.training.screening import Skipped, screen_records
-
-
-def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
-    """A decoded image ((H, W) or (H, W, C), uint8/uint16) → float (channels, size, size) in [0, 1].
-
-    Intensities are divided by the dtype's maximum; colour is averaged to grey for 1 channel and grey
-    repeated for 3. Resizing is bilinear.
-    """
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    x = image.astype(np.float32) / scale
-    if x.ndim == 3:
-        x = x[..., :3].mean(axis=-1) if channels == 1 else x[..., :3]
-    if x.shape[0] != size or x.shape[1] != size:
-        planes = [x] if x.ndim == 2 else [x[..., c] for c in range(x.shape[-1])]
-        planes = [np.asarray(Image.fromarray(p, mode="F").resize((size, size), Image.BILINEAR)) for p in planes]
-        x = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
-    t = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable copy
-    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
-    if t.shape[0] != channels:
-        t = t.expand(channels, -1, -1).contiguous()
-    return t.clamp(0.0, 1.0)
 
 
 class Sample(NamedTuple):
@@ -101,102 +80,63 @@ def _check_finite(image: np.ndarray, info: dict, name: str) -> None:
 
 @dataclass
 class PretrainCollator:
-    """Tokenises clean and perturbed text and draws each sample's perturbation mode.
-
-    Modes (DESIGN §1.2): image-only, text-only or both, with ``mode_probs``. Text perturbations and
-    severities are uniform over the registry and 1–5. See :mod:`robust_mmr.objectives.pretrain` for
-    the batch keys.
-    """
+    """Decoded samples → a :class:`~robust_mmr.objectives.batch.PretrainBatch`: the clean text tokenised
+    (padded to the longest in the batch) and, for methods with a perturbed view, its text half built per
+    sample by :func:`robust_mmr.objectives.views.perturbed_text_view` (mode, perturbation, whole-word
+    clean targets). Samples that failed to decode are left out and listed in ``batch.skipped``."""
 
     tokenizer: object
     max_length: int
     objective: ObjectiveConfig
     seed: int
 
-    def __call__(self, items: list[Sample]) -> dict[str, torch.Tensor]:
-        """Samples that failed to decode are left out and listed in ``batch["skipped"]`` (dicts)."""
+    def __call__(self, items: list[Sample]) -> PretrainBatch:
         good = [s for s in items if s.problem is None]
         if not good:
             raise InputError(f"every sample of a batch failed to decode: {[s.problem for s in items]}")
         records = [s.record for s in good]
-        clean = self._encode([r.text.split() for r in records])
-        batch = {
-            "pixels": torch.stack([s.pixels for s in good]),
-            "input_ids": clean["input_ids"],
-            "attention_mask": clean["attention_mask"],
-            "maskable": self._maskable(clean["input_ids"], clean["attention_mask"]),
-            "domain": torch.full((len(records),), -1, dtype=torch.long),
-        }
+        clean = self.tokenizer([r.text.split() for r in records], is_split_into_words=True, padding="longest",
+                               truncation=True, max_length=self.max_length, return_tensors="pt")
+        domain = torch.full((len(records),), -1, dtype=torch.long)
         if self.objective.coral_key:
-            batch["domain"] = torch.tensor([_domain_id(r.meta.get(self.objective.coral_key)) for r in records])
+            domain = torch.tensor([_domain_id(r.meta.get(self.objective.coral_key)) for r in records])
+        view = None
         if self.objective.method != "mmr":
-            batch.update(self._perturbed_text(records, [s.epoch for s in good], clean))
-        batch["skipped"] = [s.problem.as_dict() for s in items if s.problem is not None]
-        return batch
+            view = self._perturbed_text([perturbed_text_view(r.text, r.id, s.epoch, self.objective, self.seed,
+                                                             self._pieces, self.max_length)
+                                         for r, s in zip(records, good)])
+        return PretrainBatch(pixels=torch.stack([s.pixels for s in good]), input_ids=clean["input_ids"],
+                             attention_mask=clean["attention_mask"],
+                             maskable=self._maskable(clean["input_ids"], clean["attention_mask"]), domain=domain,
+                             view=view, skipped=[s.problem.as_dict() for s in items if s.problem is not None])
 
-    def _encode(self, words: list[list[str]]):
-        return self.tokenizer(words, is_split_into_words=True, padding="max_length", truncation=True,
-                              max_length=self.max_length, return_tensors="pt")
+    def _pieces(self, words: list[str]) -> list[list[int]]:
+        """The word-piece ids of each word."""
+        return self.tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
 
     def _maskable(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         special = torch.tensor(self.tokenizer.all_special_ids)
         return attention.bool() & ~torch.isin(ids, special)
 
-    def _perturbed_text(self, records, epochs: list[int], clean) -> dict[str, torch.Tensor]:
-        names = text_perturbations()
-        modes, pert_words, altered_words, aligned = [], [], [], []
-        for r, epoch in zip(records, epochs):
-            rng = np.random.default_rng(derive_seed(self.seed, r.id, "pretrain-view", epoch + 1))
-            mode = int(rng.choice(3, p=np.asarray(self.objective.mode_probs) / sum(self.objective.mode_probs)))
-            modes.append(mode)
-            words = r.text.split()
-            if mode in (1, 2):  # text-only or both
-                name, severity = names[int(rng.integers(len(names)))], int(rng.integers(1, 6))
-                result = perturb_text(r.text, name, severity, seed=self.seed, sample_id=f"{r.id}/{epoch}")
-                words, changed, is_aligned = result.text.split() or words, set(result.changed_words), result.token_aligned
-            else:
-                changed, is_aligned = set(), True
-            pert_words.append(words)
-            altered_words.append(changed)
-            aligned.append(is_aligned and len(words) == len(r.text.split()))
-        pert = self._encode(pert_words)
-        targets = pert["input_ids"].clone()
-        altered = torch.zeros_like(targets, dtype=torch.bool)
-        for i in range(len(records)):
-            word_ids = pert.word_ids(i)
-            for pos, w in enumerate(word_ids):
-                if w is not None and w in altered_words[i]:
-                    altered[i, pos] = True
-            if aligned[i]:
-                targets[i] = _aligned_targets(clean.word_ids(i), clean["input_ids"][i], word_ids, pert["input_ids"][i])
-        mode_t = torch.tensor(modes)
-        return {
-            "pert_input_ids": pert["input_ids"],
-            "pert_attention_mask": pert["attention_mask"],
-            "pert_maskable": self._maskable(pert["input_ids"], pert["attention_mask"]),
-            "pert_targets": targets,
-            "text_altered": altered,
-            "perturb_image": (mode_t == 0) | (mode_t == 2),
-            "perturb_text": (mode_t == 1) | (mode_t == 2),
-        }
-
-
-def _aligned_targets(clean_words, clean_ids, pert_words, pert_ids) -> torch.Tensor:
-    """Clean token ids at the perturbed positions of each word whose piece count is unchanged; own ids elsewhere."""
-    def pieces(word_ids, ids):
-        out: dict[int, list[int]] = {}
-        for pos, w in enumerate(word_ids):
-            if w is not None:
-                out.setdefault(w, []).append(pos)
-        return out
-
-    clean_pos, pert_pos = pieces(clean_words, clean_ids), pieces(pert_words, pert_ids)
-    targets = pert_ids.clone()
-    for w, positions in pert_pos.items():
-        source = clean_pos.get(w)
-        if source is not None and len(source) == len(positions):
-            targets[positions] = clean_ids[source]
-    return targets
+    def _perturbed_text(self, views: list[TextView]) -> PerturbedText:
+        """Per-sample text views → padded tensors: [CLS] pieces [SEP], truncated to ``max_length``."""
+        tok = self.tokenizer
+        body = self.max_length - 2
+        length = 2 + max(min(len(v.ids), body) for v in views)
+        ids = torch.full((len(views), length), tok.pad_token_id, dtype=torch.long)
+        targets = torch.full_like(ids, -100)
+        maskable = torch.zeros_like(ids, dtype=torch.bool)
+        attention = torch.zeros_like(ids)
+        for i, v in enumerate(views):
+            n = min(len(v.ids), body)
+            pieces = [tok.mask_token_id if t == MASK else t for t in v.ids[:n]]
+            ids[i, :n + 2] = torch.tensor([tok.cls_token_id, *pieces, tok.sep_token_id])
+            targets[i, 1:n + 1] = torch.tensor(v.targets[:n], dtype=torch.long)
+            maskable[i, 1:n + 1] = torch.tensor(v.maskable[:n], dtype=torch.bool)
+            attention[i, :n + 2] = 1
+        return PerturbedText(input_ids=ids, attention_mask=attention, maskable=maskable, targets=targets,
+                             perturb_text=torch.tensor([v.perturb_text for v in views]),
+                             perturb_image=torch.tensor([v.perturb_image for v in views]))
 
 
 def _domain_id(value) -> int:

@@ -7,15 +7,15 @@ A non-finite loss term stops training (:class:`NonFiniteLossError`) before the o
 
 from __future__ import annotations
 
-import math
-
 import lightning as L
 import torch
 
 from robust_mmr.config import RunConfig
 from robust_mmr.model import build_model
 from robust_mmr.objectives import PretrainObjective
+from robust_mmr.objectives.batch import PretrainBatch
 from robust_mmr.perturbations.seeding import derive_seed
+from robust_mmr.training.optim import adamw, warmup_cosine
 
 
 class NonFiniteLossError(RuntimeError):
@@ -30,8 +30,8 @@ class PretrainModule(L.LightningModule):
         self.objective = PretrainObjective(self.model, cfg.objective, self.tokenizer.mask_token_id, len(self.tokenizer))
         self.skipped: list[dict[str, str]] = []  # samples this rank left out at decode time (see screening)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        self.skipped += batch.pop("skipped", [])
+    def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:
+        self.skipped += batch.skipped
         # The step's random streams depend only on (seed, step, rank): masks, corruptions and dropout
         # replay on resume; ranks of a distributed run draw independently.
         stream = f"step-{self.global_step}" + (f"/rank-{self.global_rank}" if self.trainer.world_size > 1 else "")
@@ -42,8 +42,8 @@ class PretrainModule(L.LightningModule):
         self._stop_if_not_finite(terms)
         sync = self.trainer.world_size > 1  # logged values are means over all ranks' samples
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False,
-                      batch_size=batch["pixels"].shape[0], sync_dist=sync)
-        self.log("loss", terms["loss"].detach(), prog_bar=True, batch_size=batch["pixels"].shape[0], sync_dist=sync)
+                      batch_size=batch.size, sync_dist=sync)
+        self.log("loss", terms["loss"].detach(), prog_bar=True, batch_size=batch.size, sync_dist=sync)
         return terms["loss"]
 
     def _stop_if_not_finite(self, terms: dict[str, torch.Tensor]) -> None:
@@ -58,23 +58,7 @@ class PretrainModule(L.LightningModule):
 
     def configure_optimizers(self):
         train = self.cfg.train
-        encoders, rest = self.model.parameter_groups()
-        groups = []
-        for params, lr in ((encoders, train.lr), (rest, train.lr * train.head_lr_multiplier)):
-            decay = [p for p in params if p.ndim >= 2]
-            no_decay = [p for p in params if p.ndim < 2]  # biases, norms, tokens
-            groups += [{"params": decay, "lr": lr, "weight_decay": train.weight_decay},
-                       {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98))
+        base, rest = self.model.parameter_groups()
+        optimizer = adamw([(base, train.lr), (rest, train.lr * train.head_lr_multiplier)], train.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(train.warmup_steps, train.max_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def warmup_cosine(warmup: int, total: int):
-    """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor

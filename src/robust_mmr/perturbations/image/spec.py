@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from robust_mmr.config import IMAGE_MODALITIES as MODALITIES
 from robust_mmr.perturbations.image.params import ParamRow
 
-MODALITIES = ("xray", "ct", "mri", "us", "generic")
 ROLES = ("train", "eval")
 # Sources of parameter values, cited in each spec's ``source``.
 IMAGENET_C = "ImageNet-C (Hendrycks & Dietterich 2019)"
