@@ -48,6 +48,7 @@ from method_runs import (
     SEVERITIES,
     TEXT_PERTURBATIONS,
     Job,
+    Section,
     add_common_arguments,
     finished_results,
     format_values,
@@ -80,8 +81,10 @@ CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast_down", "gamma_up", "
                "impulse_noise", "pixelate", "burned_in_text")
 # MiniLM tokens: 42 of the 3,700 captions are longer (the end of their finding is cut); VQA-RAD questions <= 32
 MAX_TEXT_LENGTH = 40
-# VQA-RAD folds train on ~2,000 QA (two organs, less the 10% carved for validation): ~60 steps an epoch
-FINETUNE = {"batch_size": 32, "lr": 1e-4}
+# Fine-tuning: the FinetuneConfig defaults (early stopping on the validation images carved from the training
+# organs), batch 64: VQA-RAD folds train on ~2,000 QA (~30 steps an epoch), the standard split on ~2,750.
+FINETUNE = {"batch_size": 64, "patience": 4}
+STANDARD = ""  # the hold-out value of the standard (MEVF) train/test split: nothing held out
 # per-held-out-organ table: (headline key, column title)
 ORGAN_METRICS = (("clean", "in-domain"), ("clean_open", "in-dom. open"), ("clean_closed", "in-dom. closed"),
                  ("held_out", "held-out"), ("held_out_open", "held-out open"),
@@ -212,10 +215,11 @@ def run(args: argparse.Namespace, command: str) -> None:
     variants = resolve_variants(args)
     overrides = [f"model.image_size={image_size}", f"model.max_text_length={MAX_TEXT_LENGTH}", f"train.lr={args.lr}",
                  f"train.warmup_steps={max(1, args.steps // 20)}", *training_overrides(args)]
-    finetune = {**FINETUNE, "epochs": args.finetune_epochs, "accelerator": args.accelerator}
+    finetune = {**FINETUNE, "max_epochs": args.finetune_epochs, "accelerator": args.accelerator}
+    loo = tuple(f"{HOLDOUT_KEY}={organ}" for organ in organs)
     jobs = [Job(variant=name, overrides=(*overrides, *extra), seed=seed, pretrain_data=str(data / "pretrain"),
                 task_data=str(data / "vqa_rad"), out=str(args.out / "runs" / name / f"seed{seed}"),
-                holdouts=tuple(f"{HOLDOUT_KEY}={organ}" for organ in organs), finetune=finetune,
+                holdouts=(*loo, STANDARD), finetune=finetune,
                 corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=SEVERITIES,
                 max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args))
             for seed in args.seeds for name, extra in variants.items()]
@@ -223,38 +227,43 @@ def run(args: argparse.Namespace, command: str) -> None:
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "
              f"VQA-RAD, leave one organ out ({', '.join(organs)}); {args.model} backbone at {image_size} px, "
              f"{args.steps} pre-training steps at batch {args.batch}")
-    path = write_summary(results, args.out, list(variants), title, command)
+    sections = (Section("Leave one organ out, full fine-tuning (mean over the 3 folds)", "vqa", loo),
+                Section("Leave one organ out, probe (mean over the 3 folds)", "probe", loo),
+                Section("Standard split (MEVF train/test), full fine-tuning", "vqa", (STANDARD,)),
+                Section("Standard split (MEVF train/test), probe", "probe", (STANDARD,)))
+    path = write_summary(results, args.out, list(variants), title, command, sections)
     with path.open("a", encoding="utf-8") as fh:
-        fh.write(organ_tables(results, list(variants), organs))
+        for protocol, name in (("vqa", "full fine-tuning"), ("probe", "probe")):
+            fh.write(organ_tables(results, list(variants), organs, protocol, name))
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
 
 
-def organ_tables(results: list[dict], order: list[str], organs: list[str]) -> str:
+def organ_tables(results: list[dict], order: list[str], organs: list[str], protocol: str, name: str) -> str:
     """Markdown, one table per held-out organ: mean ± std over seeds of each variant's headline numbers,
     then the majority and question-only baselines (overall accuracy only)."""
-    per = organ_values(results)
-    lines = ["", "## Per held-out organ", "",
+    per = organ_values(results, protocol)
+    lines = ["", f"## Per held-out organ, {name}", "",
              "Domain RR = 1 − (in-domain − held-out) / in-domain; perturbation RR = perturbed (all cells) / clean."]
     for organ in organs:
         holdout = f"{HOLDOUT_KEY}={organ}"
         headers = ["variant", "seeds", *(title for _, title in ORGAN_METRICS)]
-        lines += ["", f"### {organ} held out", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["", f"### {organ} held out ({name})", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for variant in [v for v in order if (v, holdout) in per]:
             values = per[(variant, holdout)]
             cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
             lines.append("| " + " | ".join([variant, str(len(values["clean"])), *cells]) + " |")
-        for name, values in baseline_values(results, holdout).items():
+        for baseline, values in baseline_values(results, holdout, protocol).items():
             cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
-            lines.append("| " + " | ".join([f"*{name}*", "", *cells]) + " |")
+            lines.append("| " + " | ".join([f"*{baseline}*", "", *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def organ_values(results: list[dict]) -> dict[tuple[str, str], dict[str, list[float]]]:
+def organ_values(results: list[dict], protocol: str) -> dict[tuple[str, str], dict[str, list[float]]]:
     """(variant, holdout) → metric → per-seed values (failed jobs left out)."""
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
-        for holdout, head in r["vqa"].items():
+        for holdout, head in r.get(protocol, {}).items():
             values = {**head, "perturbation_rr": head["perturbed"] / head["clean"] if head["clean"] else None}
             per = table.setdefault((r["job"]["variant"], holdout), {})
             for key, _ in ORGAN_METRICS:
@@ -263,14 +272,14 @@ def organ_values(results: list[dict]) -> dict[tuple[str, str], dict[str, list[fl
     return table
 
 
-def baseline_values(results: list[dict], holdout: str) -> dict[str, dict[str, list[float]]]:
+def baseline_values(results: list[dict], holdout: str, protocol: str) -> dict[str, dict[str, list[float]]]:
     """Majority / question-only accuracy (in-domain as ``clean``, held-out as ``held_out``), one value per
     seed of the first finished variant: they depend on the fine-tuning split (its seeded validation
     carve-out) and the evaluated items, not on the pre-training."""
     ok = [r for r in results if "error" not in r]
     out: dict[str, dict[str, list[float]]] = {}
     for r in (r for r in ok if r["job"]["variant"] == ok[0]["job"]["variant"]):
-        head = r["vqa"].get(holdout)
+        head = r.get(protocol, {}).get(holdout)
         if head is None:
             continue
         for name in ("majority", "question_only"):

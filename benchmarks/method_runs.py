@@ -50,11 +50,11 @@ BACKBONES: dict[str, tuple[str, ...]] = {
 }
 
 # Headline numbers per job, in table order: (key, column title).
-VQA_METRICS = (("clean", "clean"), ("perturbed", "perturbed (all)"), ("perturbed_image", "image corr."),
-               ("unseen_corruptions", "unseen corr."), ("perturbed_text", "text pert."),
+VQA_METRICS = (("clean", "clean"), ("perturbed", "perturbed (all)"), ("seen_corruptions", "training corr."),
+               ("unseen_corruptions", "eval-only corr."), ("perturbed_text", "text pert."),
                ("image_removed", "image removed"), ("text_removed", "text removed"),
                ("held_out", "held-out domain"), ("held_out_closed", "held-out closed"),
-               ("held_out_open", "held-out open"))
+               ("held_out_open", "held-out open"), ("best_epoch", "epoch kept"))
 RETRIEVAL_METRICS = (("r1", "R@1 (clean)"), ("mr", "MR (clean)"), ("delta_mr_image", "ΔMR image"),
                      ("delta_mr_text", "ΔMR text"))
 
@@ -79,6 +79,15 @@ class Job:
 
 # Job fields that do not change a job's results: a finished job is reused whatever they are.
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
+
+
+PROTOCOLS = (("vqa", False), ("probe", True))  # result key, frozen backbone: full fine-tuning and the probe
+FINETUNE_SEED_OFFSET = 100  # fine-tuning seed = 100 + pre-training seed: its own stream, not the same numbers
+
+
+def holdout_slug(holdout: str) -> str:
+    """Folder-name form of a hold-out (``""``: the dataset's standard split)."""
+    return holdout.replace("=", "-") if holdout else "standard"
 
 
 def run_job(job: Job) -> dict:
@@ -107,29 +116,37 @@ def run_job(job: Job) -> dict:
     pre = root / "pretrain"
     summary = run_pretraining(cfg, Path(job.pretrain_data), pre, progress=False)
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
-                                                    "final_loss": summary["final_metrics"].get("train/loss")},
-                    "vqa": {}}
+                                                    "final_loss": summary["final_metrics"].get("train/loss")}}
     evaluation = dict(corruptions=list(job.corruptions), text_perts=list(job.text_perturbations),
                       severities=job.severities, max_items=job.max_eval_items, progress=False)
-    for holdout in job.holdouts:
-        ft_dir = root / f"vqa-{holdout.replace('=', '-')}"
-        ft_cfg = FinetuneConfig(**{**job.finetune, "task": "vqa", "seed": job.seed})
-        run_finetuning(ft_cfg, Path(job.task_data), ft_dir, init=str(pre), holdout=Holdout.parse(holdout),
-                       progress=False)
-        full = evaluate_run(ft_dir, Path(job.task_data), seed=0, **evaluation)
-        (ft_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-        result["vqa"][holdout] = vqa_headline(full)
+    data = Path(job.task_data)
+    ft_seed = FINETUNE_SEED_OFFSET + job.seed
+    for key, frozen in PROTOCOLS:
+        result[key] = {}
+        for holdout in job.holdouts:
+            ft_dir = root / f"{key}-{holdout_slug(holdout)}"
+            ft_cfg = FinetuneConfig(**{**job.finetune, "task": "vqa", "seed": ft_seed, "freeze_backbone": frozen})
+            ft = run_finetuning(ft_cfg, data, ft_dir, init=str(pre), holdout=Holdout.parse(holdout) if holdout else None,
+                                progress=False)
+            full = evaluate_run(ft_dir, data, seed=0, **evaluation)
+            (ft_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+            result[key][holdout] = {**vqa_headline(full), **fit_headline(ft)}
     if job.retrieval:
-        rt_dir = root / "retrieve"
-        rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": job.seed})
-        data = Path(job.task_data)
-        run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(pre), progress=False)
-        full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **evaluation)
-        (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
-        result["retrieval"] = retrieval_headline(full)
+        for key, frozen in PROTOCOLS:
+            rt_dir = root / ("retrieve" if not frozen else "probe-retrieve")
+            rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": ft_seed, "freeze_backbone": frozen})
+            ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(pre), progress=False)
+            full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **evaluation)
+            (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+            result["retrieval" if not frozen else "probe_retrieval"] = {**retrieval_headline(full), **fit_headline(ft)}
     result["seconds"] = round(time.perf_counter() - start, 1)
     (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def fit_headline(summary: dict) -> dict:
+    """How a fine-tuning run converged: the epoch kept (1-based) and the epochs run."""
+    return {"best_epoch": summary["best_epoch"] + 1, "epochs_run": summary["epochs_run"]}
 
 
 def vqa_headline(results: dict) -> dict:
@@ -138,13 +155,16 @@ def vqa_headline(results: dict) -> dict:
 
     unseen = set(image_corruptions(role="eval"))
     pert = results["perturbed"]
-    unseen_cells = [c["accuracy"] for c in pert["cells"] if c["target"] == "image" and c["image"][0] in unseen]
+    image_cells = [c for c in pert["cells"] if c["target"] == "image"]
+    unseen_cells = [c["accuracy"] for c in image_cells if c["image"][0] in unseen]
+    seen_cells = [c["accuracy"] for c in image_cells if c["image"][0] not in unseen]
     cross = results.get("cross_domain", {})
     head = {
         "clean": results["clean"]["overall"], "clean_open": results["clean"].get("open"),
         "clean_closed": results["clean"].get("closed"),
         "perturbed": pert["mean_accuracy"],
         "perturbed_image": pert.get("image", {}).get("mean_accuracy"),
+        "seen_corruptions": float(np.mean(seen_cells)) if seen_cells else None,
         "unseen_corruptions": float(np.mean(unseen_cells)) if unseen_cells else None,
         "perturbed_text": pert.get("text", {}).get("mean_accuracy"),
         "image_removed": results["missing"]["image_removed"], "text_removed": results["missing"]["text_removed"],
@@ -201,8 +221,19 @@ def _comparable(job: dict) -> dict:
 
 
 def finished_results(jobs: list[Job]) -> list[dict]:
-    """The results of the jobs that have finished."""
-    return [r for r in map(read_finished, jobs) if r is not None]
+    """The results of the jobs that have finished, their headlines recomputed from each run's saved
+    ``results.json`` (so a summary follows this file's headline definitions, whatever made the job)."""
+    return [refresh_headlines(r, Path(job.out)) for job, r in zip(jobs, map(read_finished, jobs)) if r is not None]
+
+
+def refresh_headlines(result: dict, root: Path) -> dict:
+    """``result`` with every VQA headline recomputed from ``<run>/results.json`` where that file exists."""
+    for key, _ in PROTOCOLS:
+        for holdout, head in result.get(key, {}).items():
+            path = root / f"{key}-{holdout_slug(holdout)}" / "results.json"
+            if path.is_file():
+                head.update(vqa_headline(json.loads(path.read_text(encoding="utf-8"))))
+    return result
 
 
 def _result_of(future, job: Job) -> dict:
@@ -229,12 +260,17 @@ def run_jobs(jobs: list[Job], parallel: int) -> list[dict]:
         if "error" in result:
             log(f"[{i}/{len(jobs)}] {label} FAILED:\n{result['error']}")
         else:
-            heads = "; ".join(f"{h}: clean {v['clean']:.3f} held-out {v['held_out']:.3f} perturbed "
-                              f"{v['perturbed']:.3f}" for h, v in result["vqa"].items())
+            heads = "; ".join(f"{key} {holdout_slug(h)}: clean {v['clean']:.3f} held-out {_num(v['held_out'])} "
+                              f"perturbed {v['perturbed']:.3f} (epoch {v['best_epoch']}/{v['epochs_run']})"
+                              for key, _ in PROTOCOLS for h, v in result.get(key, {}).items())
             log(f"[{i}/{len(jobs)}] {label} ({result.get('seconds', 0):.0f} s): {heads}")
         results.append(result)
     log(f"all jobs done in {time.perf_counter() - start:.0f} s")
     return results
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------- aggregation
@@ -246,21 +282,26 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def _metric(result: dict, key: str) -> float | None:
-    """A VQA headline averaged over the job's held-out domains, or a retrieval headline."""
+RETRIEVAL_KEY = {"vqa": "retrieval", "probe": "probe_retrieval"}  # protocol → its retrieval result
+
+
+def _metric(result: dict, key: str, protocol: str, holdouts: tuple[str, ...] | None) -> float | None:
+    """A VQA headline of ``protocol`` averaged over the job's ``holdouts`` (None: all), or a retrieval headline."""
     if key in dict(RETRIEVAL_METRICS):
-        return result.get("retrieval", {}).get(key)
-    values = [v[key] for v in result["vqa"].values() if v.get(key) is not None]
+        return result.get(RETRIEVAL_KEY[protocol], {}).get(key)
+    values = [v[key] for h, v in result.get(protocol, {}).items()
+              if (holdouts is None or h in holdouts) and v.get(key) is not None]
     return float(np.mean(values)) if values else None
 
 
-def collect(results: list[dict]) -> dict[str, dict[str, list[float]]]:
+def collect(results: list[dict], protocol: str = "vqa",
+            holdouts: tuple[str, ...] | None = None) -> dict[str, dict[str, list[float]]]:
     """variant -> metric -> per-seed values (failed jobs left out)."""
     table: dict[str, dict[str, list[float]]] = {}
     for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
         per = table.setdefault(r["job"]["variant"], {})
         for key, _ in (*VQA_METRICS, *RETRIEVAL_METRICS):
-            value = _metric(r, key)
+            value = _metric(r, key, protocol, holdouts)
             if value is not None:
                 per.setdefault(key, []).append(value)
     return table
@@ -275,10 +316,11 @@ def gap_in_std(a: list[float], b: list[float]) -> tuple[float, float]:
     return gap, 0.0 if gap == 0 else math.copysign(math.inf, gap)
 
 
-def aggregate(results: list[dict], order: list[str]) -> dict:
+def aggregate(results: list[dict], order: list[str], protocol: str = "vqa",
+              holdouts: tuple[str, ...] | None = None) -> dict:
     """Per variant and metric: mean, std, n and the per-seed values; gaps of every Robust-MMR variant
-    to each control on the headline metrics."""
-    values = collect(results)
+    to each control on the headline metrics. ``protocol``: ``vqa`` (full fine-tuning) or ``probe``."""
+    values = collect(results, protocol, holdouts)
     variants = [v for v in order if v in values]
     summary: dict = {"variants": {}, "gaps": {}}
     for v in variants:
@@ -291,8 +333,7 @@ def aggregate(results: list[dict], order: list[str]) -> dict:
                 continue
             summary["gaps"].setdefault(v, {})[c] = {
                 k: dict(zip(("gap", "in_std"), gap_in_std(values[v][k], values[c][k])))
-                for k in ("held_out", "perturbed", "perturbed_image", "clean")
-                if k in values[v] and k in values[c]}
+                for k in GAP_KEYS if k in values[v] and k in values[c]}
     return summary
 
 
@@ -313,6 +354,19 @@ def _cell(stat: dict | None, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
+DIGITS = {"best_epoch": 1, "r1": 3, "mr": 1, "delta_mr_image": 2, "delta_mr_text": 2}  # table cell precision
+GAP_KEYS = ("held_out", "perturbed", "seen_corruptions", "unseen_corruptions", "clean")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One summary table: a protocol (``vqa`` full fine-tuning, ``probe`` frozen backbone) over some hold-outs."""
+
+    title: str
+    protocol: str
+    holdouts: tuple[str, ...] | None = None  # None: every hold-out of the job, averaged
+
+
 def markdown(summary: dict, baselines: dict | None = None) -> str:
     """Tables: VQA headline numbers, retrieval (when measured), and the gaps to the controls."""
     lines = []
@@ -321,7 +375,8 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
     headers = ["variant", "seeds", *(t for _, t in VQA_METRICS)]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for v, m in stats.items():
-        lines.append("| " + " | ".join([v, str(n[v]), *(_cell(m.get(k)) for k, _ in VQA_METRICS)]) + " |")
+        cells = (_cell(m.get(k), DIGITS.get(k, 3)) for k, _ in VQA_METRICS)
+        lines.append("| " + " | ".join([v, str(n[v]), *cells]) + " |")
     if baselines:
         lines += ["", "Baselines on the same items (in-domain / held-out): " + ", ".join(
             f"{name} {vals[0]:.3f} / {vals[1]:.3f}" for name, vals in baselines.items())]
@@ -329,78 +384,92 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
         headers = ["variant", *(t for _, t in RETRIEVAL_METRICS)]
         lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for v, m in stats.items():
-            digits = {"r1": 3, "mr": 1, "delta_mr_image": 2, "delta_mr_text": 2}
-            lines.append("| " + " | ".join([v, *(_cell(m.get(k), digits[k]) for k, _ in RETRIEVAL_METRICS)]) + " |")
+            lines.append("| " + " | ".join([v, *(_cell(m.get(k), DIGITS[k]) for k, _ in RETRIEVAL_METRICS)]) + " |")
     if summary["gaps"]:
-        keys = ("held_out", "perturbed", "perturbed_image", "clean")
-        headers = ["variant", "vs", *(f"{dict(VQA_METRICS)[k]}: gap (in std)" for k in keys)]
+        headers = ["variant", "vs", *(f"{dict(VQA_METRICS)[k]}: gap (in std)" for k in GAP_KEYS)]
         lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for v, per in summary["gaps"].items():
             for c, gaps in per.items():
-                cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in keys]
+                cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in GAP_KEYS]
                 lines.append("| " + " | ".join([v, c, *cells]) + " |")
         lines += ["", "Gap = mean(variant) − mean(control); in std = gap / the larger of the two seed std. "
                   "The target is > +2 on held-out domain and perturbed accuracy against both controls."]
     return "\n".join(lines) + "\n"
 
 
-def baselines_of(results: list[dict]) -> dict[str, tuple[float, float]]:
-    """Majority and question-only accuracy (in-domain, held-out), averaged over held-out domains and the
-    seeds of one variant (they depend on the seed's validation carve-out, not on the pre-training)."""
+def baselines_of(results: list[dict], protocol: str = "vqa",
+                 holdouts: tuple[str, ...] | None = None) -> dict[str, tuple[float, float]]:
+    """Majority and question-only accuracy (in-domain, held-out), averaged over the hold-outs and the seeds of
+    one variant (they depend on the fine-tuning seed's validation carve-out, not on the pre-training)."""
     ok = [r for r in results if "error" not in r]
     if not ok:
         return {}
     runs = [r for r in ok if r["job"]["variant"] == ok[0]["job"]["variant"]]
+    heads = [v for r in runs for h, v in r.get(protocol, {}).items() if holdouts is None or h in holdouts]
     out = {}
     for name in ("majority", "question_only"):
-        iid = [v["baselines"]["in_domain"][name] for r in runs for v in r["vqa"].values()]
-        ood = [v["baselines"]["held_out"][name] for r in runs for v in r["vqa"].values() if v["baselines"]["held_out"]]
-        out[name.replace("_", "-")] = (float(np.mean(iid)), float(np.mean(ood)) if ood else float("nan"))
+        iid = [v["baselines"]["in_domain"][name] for v in heads]
+        ood = [v["baselines"]["held_out"][name] for v in heads if v["baselines"]["held_out"]]
+        out[name.replace("_", "-")] = (float(np.mean(iid)) if iid else float("nan"),
+                                       float(np.mean(ood)) if ood else float("nan"))
     return out
 
 
-def plot(summary: dict, path: Path, title: str) -> None:
-    """Grouped bars (mean ± std, seeds as dots) of the headline VQA metrics per variant."""
+def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
+    """One panel per section: grouped bars (mean ± std, seeds as dots) of the headline VQA metrics per variant."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [k for k in ("clean", "perturbed_image", "unseen_corruptions", "perturbed_text", "held_out",
-                        "image_removed") if any(k in m for m in summary["variants"].values())]
-    variants = list(summary["variants"])
+    summaries = {name: s for name, s in summaries.items() if s["variants"]}
+    first = next(iter(summaries.values()))
+    keys = [k for k in ("clean", "seen_corruptions", "unseen_corruptions", "perturbed_text", "held_out",
+                        "image_removed") if any(k in m for s in summaries.values() for m in s["variants"].values())]
+    variants = list(first["variants"])
     width = 0.8 / len(variants)
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 4.2))
+    fig, axes = plt.subplots(len(summaries), 1, figsize=(1.6 * len(keys) + 2, 3.4 * len(summaries) + 0.8),
+                             squeeze=False)
     colours = plt.get_cmap("tab10")
-    for i, v in enumerate(variants):
-        xs = np.arange(len(keys)) + (i - (len(variants) - 1) / 2) * width
-        stats = [summary["variants"][v].get(k) for k in keys]
-        means = [s["mean"] if s else np.nan for s in stats]
-        stds = [s["std"] if s else 0 for s in stats]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=v, color=colours(i), alpha=0.85)
-        for x, s in zip(xs, stats):
-            if s:
-                ax.scatter([x] * len(s["values"]), s["values"], s=8, color="black", zorder=3)
-    ax.set_xticks(np.arange(len(keys)), [dict(VQA_METRICS)[k] for k in keys])
-    ax.set_ylabel("VQA accuracy")
-    ax.set_title("\n".join(textwrap.wrap(title, 110)), fontsize=9)
-    ax.legend(fontsize=8, ncols=min(len(variants), 6), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    ax.grid(axis="y", alpha=0.3)
+    for ax, (name, summary) in zip(axes[:, 0], summaries.items()):
+        for i, v in enumerate(variants):
+            xs = np.arange(len(keys)) + (i - (len(variants) - 1) / 2) * width
+            stats = [summary["variants"].get(v, {}).get(k) for k in keys]
+            means = [s["mean"] if s else np.nan for s in stats]
+            stds = [s["std"] if s else 0 for s in stats]
+            ax.bar(xs, means, width, yerr=stds, capsize=2, label=v, color=colours(i), alpha=0.85)
+            for x, s in zip(xs, stats):
+                if s:
+                    ax.scatter([x] * len(s["values"]), s["values"], s=8, color="black", zorder=3)
+        ax.set_xticks(np.arange(len(keys)), [dict(VQA_METRICS)[k] for k in keys])
+        ax.set_ylabel("VQA accuracy")
+        ax.set_title(name, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1, 0].legend(fontsize=8, ncols=min(len(variants), 6), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str) -> Path:
-    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``; returns the Markdown path."""
-    summary = aggregate(results, order)
-    if not summary["variants"]:
+def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str,
+                  sections: tuple[Section, ...] = (Section("Full fine-tuning", "vqa"),
+                                                   Section("Probe (frozen backbone)", "probe"))) -> Path:
+    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``, one table set per section; returns the
+    Markdown path."""
+    summaries = {s.title: {**aggregate(results, order, s.protocol, s.holdouts),
+                           "baselines": baselines_of(results, s.protocol, s.holdouts)} for s in sections}
+    if not any(s["variants"] for s in summaries.values()):
         raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
     failures = [f"{r['job']['variant']} seed {r['job']['seed']}" for r in results if "error" in r]
-    summary.update(command=command, failed_jobs=failures, baselines=baselines_of(results))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plot(summary, out / "summary.png", title)
-    text = f"# {title}\n\nCommand: `{command}`\n\n" + markdown(summary, summary["baselines"])
+    document = {"command": command, "failed_jobs": failures, "sections": summaries,
+                "wall_seconds": {"jobs": [r.get("seconds") for r in results if "error" not in r]}}
+    (out / "summary.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    plot(summaries, out / "summary.png", title)
+    text = f"# {title}\n\nCommand: `{command}`\n"
+    for name, summary in summaries.items():
+        if summary["variants"]:
+            text += f"\n## {name}\n\n" + markdown(summary, summary["baselines"])
     if failures:
         text += f"\nFailed jobs (see their tracebacks above): {', '.join(failures)}\n"
     path = out / "summary.md"
@@ -422,7 +491,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, required=True, help="pre-training steps (every variant)")
     parser.add_argument("--batch", type=int, default=32, help="pre-training batch size")
     parser.add_argument("--model", choices=BACKBONES, default="demo", help="backbone (on the tiny preset)")
-    parser.add_argument("--finetune-epochs", type=int, required=True)
+    parser.add_argument("--finetune-epochs", type=int, default=30,
+                        help="most fine-tuning epochs (early stopping on the validation split usually ends sooner)")
     parser.add_argument("--max-eval-items", type=int, default=300)
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
     parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")

@@ -40,6 +40,9 @@ from robust_mmr.data.synthetic import generate_dataset
 from robust_mmr.experiment import training_domain_pairs
 
 HOLDOUT = "domain=site-c"
+MAX_TEXT_LENGTH = 40  # the longest synthetic report (a checklist) is 34 word pieces with [CLS] and [SEP]
+# Fine-tuning: the FinetuneConfig defaults (early stopping on the training sites' validation split), batch 64.
+FINETUNE = {"batch_size": 64, "patience": 4}
 # training corruptions + two held out of training (impulse_noise, pixelate); see experiment.PLANS
 CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast_down", "jpeg", "bias_field", "impulse_noise", "pixelate")
 
@@ -75,9 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     key, value = HOLDOUT.split("=")
     pretrain_data = training_domain_pairs(data, args.out / "pretrain_data", key, value)
 
-    overrides = [f"model.image_size={args.image_size}", "model.max_text_length=32",
+    overrides = [f"model.image_size={args.image_size}", f"model.max_text_length={MAX_TEXT_LENGTH}",
                  f"train.lr={args.lr}", "train.warmup_steps=20", *training_overrides(args)]
-    finetune = {"epochs": args.finetune_epochs, "batch_size": 64, "lr": 2e-4, "accelerator": args.accelerator}
+    finetune = {**FINETUNE, "max_epochs": args.finetune_epochs, "accelerator": args.accelerator}
     jobs = [Job(variant=name, overrides=(*overrides, *extra), seed=seed, pretrain_data=str(pretrain_data),
                 task_data=str(data), out=str(args.out / "runs" / name / f"seed{seed}"), holdouts=(HOLDOUT,),
                 finetune=finetune, corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS,

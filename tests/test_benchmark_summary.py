@@ -25,7 +25,8 @@ def _result(variant: str, seed: int, held_out: list[float], clean: float = 0.6, 
                           "held_out": h, "baselines": {"in_domain": {"majority": 0.3, "question_only": 0.5},
                                                        "held_out": {"majority": 0.2, "question_only": 0.4}}}
            for i, h in enumerate(held_out)}
-    return {"job": job, "vqa": vqa}
+    probe = {holdout: {**head, "clean": head["clean"] - 0.2} for holdout, head in vqa.items()}
+    return {"job": job, "vqa": vqa, "probe": probe}
 
 
 def test_mean_std_is_sample_std():
@@ -76,7 +77,12 @@ def test_write_summary_from_finished_results(tmp_path):
     text = path.read_text()
     assert "| robust-mmr | 3 |" in text and "| robust-mmr | mmr | +0.100 (+10.0)" in text
     assert "Failed jobs (see their tracebacks above): mmr-aug seed 0" in text
-    assert json.loads((tmp_path / "summary.json").read_text())["baselines"]["question-only"] == pytest.approx([0.5, 0.4])
+    sections = json.loads((tmp_path / "summary.json").read_text())["sections"]
+    assert list(sections) == ["Full fine-tuning", "Probe (frozen backbone)"]
+    assert sections["Full fine-tuning"]["baselines"]["question-only"] == pytest.approx([0.5, 0.4])
+    assert sections["Full fine-tuning"]["variants"]["mmr"]["clean"]["mean"] == pytest.approx(0.6)
+    assert sections["Probe (frozen backbone)"]["variants"]["mmr"]["clean"]["mean"] == pytest.approx(0.4)
+    assert "## Probe (frozen backbone)" in text
     assert (tmp_path / "summary.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="every job failed"):
         method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
