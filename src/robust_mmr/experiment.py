@@ -4,7 +4,8 @@ fine-tune VQA with a held-out domain over seeds → evaluate every protocol → 
 Plans are data (:data:`PLANS`). All methods pre-train for the same number of steps, and each step
 makes two fused passes per sample for every method (nearly equal compute: robust-mmr's lower mask
 ratio on the clean modality of its perturbed view costs ~17% more FLOPs, see BENCHMARKS.md). Pre-training sees
-only the training domains' images: the held-out domain is unseen until the final evaluation.
+only the training split of the training domains: the held-out domain is unseen until the final evaluation, and
+no validation or test image (whose report states its answers) is pre-trained on.
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ def log(message: str) -> None:
 
 
 def training_domain_pairs(data_dir: Path, out: Path, holdout_key: str, holdout_value: str) -> Path:
-    """A pre-training dataset directory with the image–text pairs of the training domains only."""
-    pairs = [r for r in read_manifest(data_dir / "image_text.jsonl") if str(r.meta.get(holdout_key)) != holdout_value]
+    """A pre-training dataset directory with the image–text pairs of the training split of the training
+    domains: neither the held-out domain nor any image whose questions are validated or tested is seen."""
+    pairs = [r for r in read_manifest(data_dir / "image_text.jsonl")
+             if str(r.meta.get(holdout_key)) != holdout_value and r.split == "train"]
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out / "image_text.jsonl", pairs)
     link = out / "images"
