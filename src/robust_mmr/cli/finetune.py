@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
 from robust_mmr.config import PRESETS, settings_from_overrides
+from robust_mmr.evaluation.ranking import DIRECTIONS
 from robust_mmr.tasks.config import TASKS, FinetuneConfig
 
 
@@ -23,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--seeds", help="comma-separated seeds: one run per seed in OUT/seedN (then `report OUT/seed*`)")
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="fine-tuning settings (epochs=5 seed=1); model.* keys change a scratch backbone's preset")
+                   help="fine-tuning settings (max_epochs=30 patience=4 freeze_backbone=true seed=1); model.* keys "
+                        "change a scratch backbone's preset")
     p.set_defaults(func=_finetune)
 
     e = subparsers.add_parser("evaluate", help="clean / perturbed / missing / cross-domain evaluation of a run")
@@ -116,8 +119,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     out = args.out or args.run / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if results["task"] == "retrieve":
-        from robust_mmr.evaluation.retrieval import retrieval_table
-
         print(retrieval_table(results))
         print(f"results: {out}")
         return 0
@@ -140,3 +141,24 @@ def _evaluate(args: argparse.Namespace) -> int:
                              "outside the vocabulary, counted wrong)"))
     print(f"results: {out}")
     return 0
+
+
+def retrieval_table(results: dict) -> str:
+    """A terminal table of a retrieval results dict: R@1 / R@10 / mean rank per direction, and ΔMR."""
+    def row(name: str, m: dict, delta: dict | None = None) -> list:
+        return [name, m["i2t"]["r1"], m["t2i"]["r1"], m["i2t"]["r10"], m["t2i"]["r10"], m["i2t"]["mean_rank"],
+                m["t2i"]["mean_rank"], "" if delta is None else delta["mean"]]
+
+    clean = results["clean"]
+    rows = [row("clean (ITC)", clean)]
+    if "itm_rerank" in clean:
+        rows.append(row(f"clean, ITM re-rank top-{clean['itm_rerank']['k']}", clean["itm_rerank"]))
+    for target in ("image", "text", "both"):
+        cells = [c for c in results.get("perturbed", {}).get("cells", []) if c["target"] == target]
+        if cells:
+            mean = {d: {k: float(statistics.fmean([c[d][k] for c in cells])) for k in ("r1", "r10", "mean_rank")}
+                    for d in DIRECTIONS}
+            rows.append(row(f"perturbed {target} (mean)", mean, results["perturbed"][target]["delta_mr"]))
+    headers = ["condition", "R@1 i→t", "R@1 t→i", "R@10 i→t", "R@10 t→i", "MR i→t", "MR t→i", "ΔMR"]
+    title = f"retrieval over {results['n_test']} test captions / {results['n_images']} images"
+    return "\n".join([format_table(headers, rows, title=title), *(f"note: {n}" for n in results["notes"])])

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.baselines import majority_hits, question_only_hits
 from robust_mmr.evaluation.metrics import (
@@ -29,6 +28,8 @@ from robust_mmr.evaluation.metrics import (
     relative_robustness,
 )
 from robust_mmr.evaluation.predict import Cell, Predictor
+from robust_mmr.evaluation.protocol_common import PROTOCOLS, check_protocols, pretraining_method, subsample
+from robust_mmr.evaluation.retrieval import evaluate_retrieval_run
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
@@ -37,7 +38,7 @@ from robust_mmr.tasks.finetune import load_finetuned
 from robust_mmr.tasks.labels import LabelVocab
 from robust_mmr.tasks.retrieval import is_retrieval_run
 
-PROTOCOLS = ("clean", "perturbed", "missing", "cross-domain")
+__all__ = ["PROTOCOLS", "corruption_errors", "evaluate_run"]
 
 
 def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PROTOCOLS, seed: int = 0,
@@ -46,19 +47,15 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                  progress: bool = True) -> dict:
     """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict."""
     if is_retrieval_run(run_dir):
-        from robust_mmr.evaluation.retrieval import evaluate_retrieval_run
-
         return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
                                       modality, max_items, progress)
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise InputError(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROTOCOLS)}")
+    check_protocols(protocols)
     model, tokenizer, _, task = load_finetuned(run_dir)
     vocab = LabelVocab(tuple(task["labels"]))
     holdout = Holdout(**task["holdout"]) if task["holdout"] else None
     records = load_task_records(data_dir, task["task"])
     parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
-    test = _subsample(parts["test"], max_items)
+    test = subsample(parts["test"], max_items)
     predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed)
     closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in test])
     results: dict = {"run": str(run_dir), "task": task["task"], "method": pretraining_method(task["init"]),
@@ -91,7 +88,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
             for name, cell in (("image_removed", Cell(drop_image=True)), ("text_removed", Cell(drop_text=True)))
         }
     if "cross-domain" in protocols and holdout is not None:
-        ood = _subsample(parts["test_ood"], max_items)
+        ood = subsample(parts["test_ood"], max_items)
         ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed)
         ood_hits, _ = ood_pred.hits(Cell())
         ood_closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in ood])
@@ -102,13 +99,6 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                                    "baselines": {"majority": float(majority_hits(parts["train"], ood).mean()),
                                                  "question_only": float(question_only_hits(parts["train"], ood).mean())}}
     return results
-
-
-def pretraining_method(init: str) -> str:
-    """The pre-training method behind a fine-tuning init: ``scratch`` or the run's ``objective.method``."""
-    if init == "scratch":
-        return "scratch"
-    return load_config(str(Path(init) / "config.yaml")).objective.method
 
 
 def _perturbed_summary(cells: list[dict], clean: float) -> dict:
@@ -146,11 +136,3 @@ def corruption_errors(cells: list[dict], reference_cells: list[dict]) -> dict:
     if not per_cell:
         raise InputError("the reference run has no perturbed cells in common with this run")
     return {target: {"ce": table, "mce": float(np.mean(list(table.values())))} for target, table in per_cell.items()}
-
-
-def _subsample(records: list, max_items: int | None) -> list:
-    """A fixed random subset (the same items for every method and seed) or everything."""
-    if max_items is None or len(records) <= max_items:
-        return records
-    keep = np.sort(np.random.default_rng(0).choice(len(records), size=max_items, replace=False))
-    return [records[i] for i in keep]

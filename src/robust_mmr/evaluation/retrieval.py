@@ -22,16 +22,18 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from robust_mmr.cli.tables import format_table
 from robust_mmr.data.images import load_image, resolve_image_path
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import bootstrap_ci
 from robust_mmr.evaluation.ranking import DIRECTIONS, both_directions, group_images, retrieval_ranks
 from robust_mmr.evaluation.predict import encode_images, encode_texts
+from robust_mmr.evaluation.protocol_common import check_protocols, pretraining_method, subsample
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
+from robust_mmr.tasks.data import split_records
+from robust_mmr.tasks.retrieval import load_pairs, load_retrieval
 
 if TYPE_CHECKING:
     from robust_mmr.tasks.retrieval_model import RetrievalModel
@@ -121,16 +123,10 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
     ``rerank_k``: ITM re-ranking of the top-k on the clean test set when the backbone has an ITM head
     (0: off). Perturbed cells rank by ITC only.
     """
-    from robust_mmr.evaluation.protocols import PROTOCOLS, _subsample, pretraining_method
-    from robust_mmr.tasks.data import split_records
-    from robust_mmr.tasks.retrieval import load_pairs, load_retrieval
-
-    unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise InputError(f"unknown protocol(s) {', '.join(sorted(unknown))}; choose from {', '.join(PROTOCOLS)}")
+    check_protocols(protocols)
     model, tokenizer, _, task = load_retrieval(run_dir)
     parts, _ = split_records(load_pairs(data_dir), None, task["finetune"]["val_fraction"], task["finetune"]["seed"])
-    test = _subsample(parts["test"], max_items)
+    test = subsample(parts["test"], max_items)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
     encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed)
@@ -188,24 +184,3 @@ def _perturbed_summary(cells: list[dict]) -> dict:
             else:
                 out[target] = summary
     return out
-
-
-def retrieval_table(results: dict) -> str:
-    """A terminal table of a retrieval results dict: R@1 / R@10 / mean rank per direction, and ΔMR."""
-    def row(name: str, m: dict, delta: dict | None = None) -> list:
-        return [name, m["i2t"]["r1"], m["t2i"]["r1"], m["i2t"]["r10"], m["t2i"]["r10"], m["i2t"]["mean_rank"],
-                m["t2i"]["mean_rank"], "" if delta is None else delta["mean"]]
-
-    clean = results["clean"]
-    rows = [row("clean (ITC)", clean)]
-    if "itm_rerank" in clean:
-        rows.append(row(f"clean, ITM re-rank top-{clean['itm_rerank']['k']}", clean["itm_rerank"]))
-    for target in ("image", "text", "both"):
-        cells = [c for c in results.get("perturbed", {}).get("cells", []) if c["target"] == target]
-        if cells:
-            mean = {d: {k: float(np.mean([c[d][k] for c in cells])) for k in ("r1", "r10", "mean_rank")}
-                    for d in DIRECTIONS}
-            rows.append(row(f"perturbed {target} (mean)", mean, results["perturbed"][target]["delta_mr"]))
-    headers = ["condition", "R@1 i→t", "R@1 t→i", "R@10 i→t", "R@10 t→i", "MR i→t", "MR t→i", "ΔMR"]
-    title = f"retrieval over {results['n_test']} test captions / {results['n_images']} images"
-    return "\n".join([format_table(headers, rows, title=title), *(f"note: {n}" for n in results["notes"])])
