@@ -367,16 +367,29 @@ class Section:
     holdouts: tuple[str, ...] | None = None  # None: every hold-out of the job, averaged
 
 
+def measurable(stats: dict, baselines: dict) -> bool:
+    """Whether a variant's numbers can be read at all: its mean clean accuracy is above the in-domain
+    question-only baseline and, where a domain was held out, its held-out accuracy above the held-out one.
+    A model that does not beat the question-only prior has not learned to use the image; gaps between such
+    models measure noise, not methods."""
+    in_domain, held_out = baselines.get("question-only", (math.nan, math.nan))
+    if "clean" not in stats or not stats["clean"]["mean"] > in_domain:
+        return False
+    return "held_out" not in stats or math.isnan(held_out) or stats["held_out"]["mean"] > held_out
+
+
 def markdown(summary: dict, baselines: dict | None = None) -> str:
-    """Tables: VQA headline numbers, retrieval (when measured), and the gaps to the controls."""
+    """Tables: VQA headline numbers, retrieval (when measured), and the gaps to the controls. A variant that
+    does not beat the question-only baseline (:func:`measurable`) is marked, and its gaps are not given."""
     lines = []
     stats = summary["variants"]
+    ok = {v: measurable(m, baselines or {}) for v, m in stats.items()}
     n = {v: max((s["n"] for s in m.values()), default=0) for v, m in stats.items()}
-    headers = ["variant", "seeds", *(t for _, t in VQA_METRICS)]
+    headers = ["variant", "seeds", *(t for _, t in VQA_METRICS), "beats question-only"]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for v, m in stats.items():
         cells = (_cell(m.get(k), DIGITS.get(k, 3)) for k, _ in VQA_METRICS)
-        lines.append("| " + " | ".join([v, str(n[v]), *cells]) + " |")
+        lines.append("| " + " | ".join([v, str(n[v]), *cells, "yes" if ok[v] else "**no: not measurable**"]) + " |")
     if baselines:
         lines += ["", "Baselines on the same items (in-domain / held-out): " + ", ".join(
             f"{name} {vals[0]:.3f} / {vals[1]:.3f}" for name, vals in baselines.items())]
@@ -390,7 +403,10 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
         lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for v, per in summary["gaps"].items():
             for c, gaps in per.items():
-                cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in GAP_KEYS]
+                if not (ok[v] and ok.get(c, False)):
+                    cells = ["not measurable"] * len(GAP_KEYS)
+                else:
+                    cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in GAP_KEYS]
                 lines.append("| " + " | ".join([v, c, *cells]) + " |")
         lines += ["", "Gap = mean(variant) − mean(control); in std = gap / the larger of the two seed std. "
                   "The target is > +2 on held-out domain and perturbed accuracy against both controls."]
@@ -459,6 +475,8 @@ def write_summary(results: list[dict], out: Path, order: list[str], title: str, 
     Markdown path."""
     summaries = {s.title: {**aggregate(results, order, s.protocol, s.holdouts),
                            "baselines": baselines_of(results, s.protocol, s.holdouts)} for s in sections}
+    for summary in summaries.values():
+        summary["measurable"] = {v: measurable(m, summary["baselines"]) for v, m in summary["variants"].items()}
     if not any(s["variants"] for s in summaries.values()):
         raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
     failures = [f"{r['job']['variant']} seed {r['job']['seed']}" for r in results if "error" in r]

@@ -83,6 +83,11 @@ def test_write_summary_from_finished_results(tmp_path):
     assert sections["Full fine-tuning"]["variants"]["mmr"]["clean"]["mean"] == pytest.approx(0.6)
     assert sections["Probe (frozen backbone)"]["variants"]["mmr"]["clean"]["mean"] == pytest.approx(0.4)
     assert "## Probe (frozen backbone)" in text
+    # the probe's clean accuracy (0.4-0.5) is not above the in-domain question-only baseline (0.5): no gaps are read
+    assert sections["Probe (frozen backbone)"]["measurable"] == {"mmr": False, "robust-mmr": False}
+    assert sections["Full fine-tuning"]["measurable"] == {"mmr": True, "robust-mmr": True}
+    probe_part = text.split("## Probe (frozen backbone)")[1]
+    assert "**no: not measurable**" in probe_part and "| robust-mmr | mmr | not measurable" in probe_part
     assert (tmp_path / "summary.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="every job failed"):
         method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
@@ -136,3 +141,12 @@ def test_override_order_does_not_make_a_job_differ(tmp_path):
     assert method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.1"))) is not None
     with pytest.raises(SystemExit, match="overrides differ"):
         method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.2")))
+
+
+def test_a_variant_is_measurable_only_above_question_only_in_domain_and_held_out():
+    stat = method_runs.stat_of
+    baselines = {"question-only": (0.5, 0.4)}
+    assert method_runs.measurable({"clean": stat([0.6]), "held_out": stat([0.45])}, baselines)
+    assert not method_runs.measurable({"clean": stat([0.6]), "held_out": stat([0.39])}, baselines)
+    assert not method_runs.measurable({"clean": stat([0.5]), "held_out": stat([0.45])}, baselines)
+    assert method_runs.measurable({"clean": stat([0.6])}, {"question-only": (0.5, float("nan"))})  # nothing held out
