@@ -10,7 +10,9 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import method_runs  # noqa: E402
@@ -88,7 +90,8 @@ def test_write_summary_from_finished_results(tmp_path):
     assert sections["Full fine-tuning"]["measurable"] == {"mmr": True, "robust-mmr": True}
     probe_part = text.split("## Probe (frozen backbone)")[1]
     assert "**no: not measurable**" in probe_part and "| robust-mmr | mmr | not measurable" in probe_part
-    assert (tmp_path / "summary.png").stat().st_size > 0
+    with Image.open(tmp_path / "summary.png") as png:  # one panel per section, stacked
+        assert png.height > png.width / 3 and np.asarray(png.convert("L")).std() > 10
     with pytest.raises(SystemExit, match="every job failed"):
         method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
 

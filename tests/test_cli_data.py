@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 
 from robust_mmr.cli.main import main
@@ -27,4 +28,6 @@ def test_stats_on_vqa_only_dataset(tmp_path, synth_dir, capsys):
     assert main(["data", "stats", str(tmp_path), "--png", str(tmp_path / "grid.png")]) == 0
     printed = capsys.readouterr().out
     assert "open" in printed and "closed" in printed
-    assert (tmp_path / "grid.png").stat().st_size > 0
+    with Image.open(tmp_path / "grid.png") as png:
+        grid = np.asarray(png.convert("L"))
+    assert grid.shape[0] > 200 and grid.shape[1] > 600 and grid.std() > 10  # a picture, not a blank canvas

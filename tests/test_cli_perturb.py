@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from robust_mmr.cli.main import main
 from robust_mmr.perturbations.image import image_corruptions
 from robust_mmr.perturbations.image.gallery import CELL_PX
+from robust_mmr.perturbations.text import text_perturbations
 
 
 def test_list_shows_every_corruption_with_five_severities(capsys):
@@ -20,14 +20,11 @@ def test_list_shows_every_corruption_with_five_severities(capsys):
     assert all(f"s{s}" in out for s in range(1, 6))
 
 
-def test_list_shows_the_text_perturbation_table_when_present(capsys):
-    text = pytest.importorskip("robust_mmr.perturbations.text")
-    if not hasattr(text, "text_perturbations"):
-        pytest.skip("text perturbations are not present yet")
+def test_list_shows_the_text_perturbation_table(capsys):
     assert main(["perturb", "list"]) == 0
     out = capsys.readouterr().out
     assert "Text perturbations" in out
-    assert all(name in out for name in text.text_perturbations())
+    assert all(name in out for name in text_perturbations())
 
 
 def test_list_filters_by_modality_and_role(capsys):
@@ -50,7 +47,6 @@ def test_gallery_from_a_16_bit_image_has_one_row_per_corruption(tmp_path, capsys
 
 
 def test_gallery_synthetic_writes_a_png(tmp_path):
-    pytest.importorskip("robust_mmr.data.synthetic")
     out = tmp_path / "g.png"
     assert main(["perturb", "gallery", "--synthetic", "--out", str(out), "--modality", "ct"]) == 0
     with Image.open(out) as png:
@@ -64,10 +60,7 @@ def test_gallery_with_a_missing_image_exits_2(tmp_path, capsys):
 
 
 def test_text_shows_every_text_perturbation_at_every_severity(capsys):
-    text = pytest.importorskip("robust_mmr.perturbations.text")
-    if not hasattr(text, "text_perturbations"):
-        pytest.skip("text perturbations are not present yet")
     assert main(["perturb", "text", "Small left pleural effusion.", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    for name in text.text_perturbations():
+    for name in text_perturbations():
         assert out.count(name) >= 5

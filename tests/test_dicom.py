@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.sequence import Sequence  # noqa: E402
-from pydicom.dataset import Dataset  # noqa: E402
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
-from robust_mmr.data.images import ImageReadError, check_image, load_image, read_image  # noqa: E402
-from robust_mmr.data.validate import validate_dataset  # noqa: E402
+from robust_mmr.data.images import ImageReadError, check_image, load_image, read_image
+from robust_mmr.data.validate import validate_dataset
 
 
 def test_ct_rescale_then_min_max_is_recorded():
