@@ -17,7 +17,7 @@ the folder): every variant pre-trains on the captions once per seed (the ``--mod
 prepared image size or ``--image-size``), then fine-tunes VQA on VQA-RAD once per held-out organ (HEAD,
 CHEST, ABD: trained on the other two) and evaluates clean, under image corruptions (three never
 used in training), text perturbations, with a modality removed and on the held-out organ. Output:
-``<out>/summary.md`` (the tables of ``method_runs`` averaged over organs, then one table per held-out
+``<out>/summary.md`` (the tables of :mod:`robust_mmr.evaluation.report_methods` averaged over organs, then one table per held-out
 organ with open / closed / overall accuracy, both RRs and the majority and question-only baselines),
 ``summary.json``, ``summary.png`` and every run under ``<out>/runs``.
 The held-out organ is held out of fine-tuning only: pre-training sees VQA-Med-2019 images of every organ
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import sys
 from collections import Counter
@@ -44,21 +43,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from method_runs import (
-    SEVERITIES,
-    TEXT_PERTURBATIONS,
-    Job,
-    Section,
-    add_common_arguments,
-    finished_results,
-    format_values,
-    log,
-    resolve_variants,
-    run_jobs,
-    threads_per_job,
-    training_overrides,
-    write_summary,
-)
 from PIL import Image
 from tqdm import tqdm
 
@@ -69,6 +53,19 @@ from robust_mmr.data.images import ImageReadError, load_image, resolve_image_pat
 from robust_mmr.data.manifest import read_manifest, write_manifest
 from robust_mmr.data.schema import Record
 from robust_mmr.errors import InputError
+from robust_mmr.evaluation.report_methods import Section, format_values, write_summary
+from robust_mmr.experiments.arguments import (
+    SEVERITIES,
+    TEXT_PERTURBATIONS,
+    add_common_arguments,
+    command_line,
+    resolve_variants,
+    threads_per_job,
+    training_overrides,
+)
+from robust_mmr.experiments.job import Job
+from robust_mmr.experiments.logs import log
+from robust_mmr.experiments.runner import finished_results, run_jobs
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 PRETRAIN_SPLITS = ("train", "val")  # VQA-Med-2019 splits captioned for pre-training (see the docstring)
@@ -221,7 +218,7 @@ def run(args: argparse.Namespace, command: str) -> None:
                 task_data=str(data / "vqa_rad"), out=str(args.out / "runs" / name / f"seed{seed}"),
                 holdouts=(*loo, STANDARD), finetune=finetune,
                 corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=SEVERITIES,
-                max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args))
+                max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args), preset=args.model)
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "
@@ -312,8 +309,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise InputError(f"--image-size must be at least 16 (one ViT patch), got {args.image_size}")
             prepare(args)
         else:
-            command = "python benchmarks/method_real.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-            run(args, command)
+            run(args, command_line("benchmarks/method_real.py", argv))
     except InputError as err:
         sys.exit(f"error: {err}")
 

@@ -1,21 +1,22 @@
-"""The method benchmarks' aggregation (benchmarks/method_runs.py): mean ± std over seeds, gaps to the
-controls in units of std, variants from the command line, and a summary written from finished jobs."""
+"""The method benchmarks' jobs and summary (robust_mmr.experiments, robust_mmr.evaluation.report_methods): mean ± std
+over seeds, gaps to the controls in units of std, variants from the command line, a summary written from finished
+jobs, and finished jobs reused only with the same settings."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import method_runs  # noqa: E402
+from robust_mmr.evaluation import report_methods
+from robust_mmr.evaluation.metrics import mean_std
+from robust_mmr.experiments import arguments
+from robust_mmr.experiments.job import Job, read_finished, vqa_headline
 
 
 def _result(variant: str, seed: int, held_out: list[float], clean: float = 0.6, error: bool = False) -> dict:
@@ -32,24 +33,24 @@ def _result(variant: str, seed: int, held_out: list[float], clean: float = 0.6, 
 
 
 def test_mean_std_is_sample_std():
-    mean, std = method_runs.mean_std([1.0, 2.0, 3.0])
+    mean, std = mean_std([1.0, 2.0, 3.0])
     assert mean == 2.0 and std == pytest.approx(1.0)
-    assert method_runs.mean_std([0.5]) == (0.5, 0.0)
+    assert mean_std([0.5]) == (0.5, 0.0)
 
 
 def test_gap_in_std_uses_the_larger_spread():
-    gap, in_std = method_runs.gap_in_std([0.7, 0.7, 0.7], [0.5, 0.6, 0.7])
+    gap, in_std = report_methods.gap_in_std([0.7, 0.7, 0.7], [0.5, 0.6, 0.7])
     assert gap == pytest.approx(0.1)
     assert in_std == pytest.approx(0.1 / 0.1)
-    assert method_runs.gap_in_std([0.5, 0.5], [0.5, 0.5]) == (0.0, 0.0)
-    assert method_runs.gap_in_std([0.6, 0.6], [0.5, 0.5])[1] == math.inf
+    assert report_methods.gap_in_std([0.5, 0.5], [0.5, 0.5]) == (0.0, 0.0)
+    assert report_methods.gap_in_std([0.6, 0.6], [0.5, 0.5])[1] == math.inf
 
 
 def test_aggregate_averages_holdouts_then_seeds_and_skips_failures():
     results = [_result("mmr", 0, [0.4, 0.6]), _result("mmr", 1, [0.6, 0.8]),
                _result("robust-mmr", 0, [0.9, 0.9]), _result("robust-mmr", 1, [0.8, 1.0]),
                _result("robust-mmr", 2, [], error=True)]
-    summary = method_runs.aggregate(results, ["mmr", "mmr-aug", "robust-mmr"])
+    summary = report_methods.aggregate(results, ["mmr", "mmr-aug", "robust-mmr"])
     assert list(summary["variants"]) == ["mmr", "robust-mmr"]  # mmr-aug never ran
     held = summary["variants"]["mmr"]["held_out"]
     assert held["values"] == [0.5, 0.7] and held["mean"] == pytest.approx(0.6) and held["n"] == 2
@@ -61,21 +62,21 @@ def test_aggregate_averages_holdouts_then_seeds_and_skips_failures():
 
 def test_resolve_variants_adds_command_line_definitions_and_rejects_unknown():
     parser = argparse.ArgumentParser()
-    method_runs.add_common_arguments(parser)
+    arguments.add_common_arguments(parser)
     base = ["--out", "x", "--steps", "1", "--finetune-epochs", "1"]
     args = parser.parse_args([*base, "--variants", "mmr", "--variant", "dc2=objective.method=robust-mmr,objective.dc_weight=2"])
-    assert method_runs.resolve_variants(args) == {
+    assert arguments.resolve_variants(args) == {
         "mmr": ("objective.method=mmr",), "dc2": ("objective.method=robust-mmr", "objective.dc_weight=2")}
     with pytest.raises(SystemExit, match="unknown variant"):
-        method_runs.resolve_variants(parser.parse_args([*base, "--variants", "nope"]))
+        arguments.resolve_variants(parser.parse_args([*base, "--variants", "nope"]))
     with pytest.raises(SystemExit, match="expected NAME=KEY=VALUE"):
-        method_runs.resolve_variants(parser.parse_args([*base, "--variant", "dc2"]))
+        arguments.resolve_variants(parser.parse_args([*base, "--variant", "dc2"]))
 
 
 def test_write_summary_from_finished_results(tmp_path):
     results = [_result(v, s, [0.5 + 0.1 * (v == "robust-mmr") + 0.01 * s]) for v in ("mmr", "robust-mmr") for s in (0, 1, 2)]
     results.append(_result("mmr-aug", 0, [], error=True))
-    path = method_runs.write_summary(results, tmp_path, ["mmr", "mmr-aug", "robust-mmr"], "test", "cmd")
+    path = report_methods.write_summary(results, tmp_path, ["mmr", "mmr-aug", "robust-mmr"], "test", "cmd")
     text = path.read_text()
     assert "| robust-mmr | 3 |" in text and "| robust-mmr | mmr | +0.100 (+10.0)" in text
     assert "Failed jobs (see their tracebacks above): mmr-aug seed 0" in text
@@ -93,29 +94,29 @@ def test_write_summary_from_finished_results(tmp_path):
     with Image.open(tmp_path / "summary.png") as png:  # one panel per section, stacked
         assert png.height > png.width / 3 and np.asarray(png.convert("L")).std() > 10
     with pytest.raises(SystemExit, match="every job failed"):
-        method_runs.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
+        report_methods.write_summary([_result("mmr", 0, [], error=True)], tmp_path, ["mmr"], "test", "cmd")
 
 
 def test_a_finished_job_is_reused_only_with_the_same_settings(tmp_path):
-    job = method_runs.Job(variant="mmr", overrides=("objective.method=mmr", "train.max_steps=10"), seed=0,
+    job = Job(variant="mmr", overrides=("objective.method=mmr", "train.max_steps=10"), seed=0,
                           pretrain_data="p", task_data="t", out=str(tmp_path), holdouts=("domain=site-c",),
                           finetune={"epochs": 1}, corruptions=("jpeg",), text_perturbations=(), severities=(1,),
                           max_eval_items=10)
-    assert method_runs.read_finished(job) is None
+    assert read_finished(job) is None
     (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": {}}))
-    assert method_runs.read_finished(replace(job, threads=4))["vqa"] == {}  # threads do not change results
-    with pytest.raises(SystemExit, match=r"other settings \(overrides differ\)"):
-        method_runs.read_finished(replace(job, overrides=("objective.method=mmr", "train.max_steps=20")))
+    assert read_finished(replace(job, threads=4))["vqa"] == {}  # threads do not change results
+    with pytest.raises(SystemExit, match=r"other settings \(config.train.max_steps differ\)"):
+        read_finished(replace(job, overrides=("objective.method=mmr", "train.max_steps=20")))
 
 
 def test_a_job_begun_with_other_settings_is_not_resumed(tmp_path):
-    job = method_runs.Job(variant="mmr", overrides=("train.max_steps=10",), seed=0, pretrain_data="p",
+    job = Job(variant="mmr", overrides=("train.max_steps=10",), seed=0, pretrain_data="p",
                           task_data="t", out=str(tmp_path), holdouts=(), finetune={}, corruptions=(),
                           text_perturbations=(), severities=(1,), max_eval_items=10)
     (tmp_path / "job.json").write_text(json.dumps(asdict(job)))  # begun, never finished
-    assert method_runs.read_finished(replace(job, pretrain_data="elsewhere")) is None  # paths are neutral
+    assert read_finished(replace(job, pretrain_data="elsewhere")) is None  # paths are neutral
     with pytest.raises(SystemExit, match=r"job.json was made with other settings \(seed differ\)"):
-        method_runs.read_finished(replace(job, seed=1))
+        read_finished(replace(job, seed=1))
 
 
 def test_vqa_headline_reads_evaluate_run_results():
@@ -130,26 +131,44 @@ def test_vqa_headline_reads_evaluate_run_results():
                "missing": {"image_removed": 0.35, "text_removed": 0.1},
                "cross_domain": {"ood": {"overall": 0.55, "open": 0.1, "closed": 0.8}, "rr": 0.79, "n_test": 8,
                                 "baselines": baselines}}
-    head = method_runs.vqa_headline(results)
+    head = vqa_headline(results)
     assert head["unseen_corruptions"] == pytest.approx(0.3)  # only the eval-role corruption
     assert head["clean_open"] is None  # NaN (no open questions) is reported as absent
     assert (head["held_out"], head["held_out_closed"], head["perturbed_image"]) == (0.55, 0.8, 0.4)
 
 
 def test_override_order_does_not_make_a_job_differ(tmp_path):
-    job = method_runs.Job(variant="mmr", overrides=("train.lr=0.1", "model.image_size=64"), seed=0, pretrain_data="p",
+    job = Job(variant="mmr", overrides=("train.lr=0.1", "model.image_size=64"), seed=0, pretrain_data="p",
                           task_data="t", out=str(tmp_path), holdouts=(), finetune={}, corruptions=(),
                           text_perturbations=(), severities=(1,), max_eval_items=10)
     (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": {}}))
-    assert method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.1"))) is not None
-    with pytest.raises(SystemExit, match="overrides differ"):
-        method_runs.read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.2")))
+    assert read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.1"))) is not None
+    with pytest.raises(SystemExit, match=r"config.train.lr differ"):
+        read_finished(replace(job, overrides=("model.image_size=64", "train.lr=0.2")))
 
 
 def test_a_variant_is_measurable_only_above_question_only_in_domain_and_held_out():
-    stat = method_runs.stat_of
+    stat = report_methods.stat_of
     baselines = {"question-only": (0.5, 0.4)}
-    assert method_runs.measurable({"clean": stat([0.6]), "held_out": stat([0.45])}, baselines)
-    assert not method_runs.measurable({"clean": stat([0.6]), "held_out": stat([0.39])}, baselines)
-    assert not method_runs.measurable({"clean": stat([0.5]), "held_out": stat([0.45])}, baselines)
-    assert method_runs.measurable({"clean": stat([0.6])}, {"question-only": (0.5, float("nan"))})  # nothing held out
+    assert report_methods.measurable({"clean": stat([0.6]), "held_out": stat([0.45])}, baselines)
+    assert not report_methods.measurable({"clean": stat([0.6]), "held_out": stat([0.39])}, baselines)
+    assert not report_methods.measurable({"clean": stat([0.5]), "held_out": stat([0.45])}, baselines)
+    assert report_methods.measurable({"clean": stat([0.6])}, {"question-only": (0.5, float("nan"))})  # nothing held out
+
+
+def test_a_preset_and_the_overrides_that_make_the_same_model_are_the_same_job(tmp_path):
+    """A job written before ``preset`` existed (the tiny preset cut down by overrides, no ``probe`` field) is the
+    same job as the demo preset with the rest of its overrides."""
+    backbone = ("model.vision.layers=2", "model.text.layers=2", "model.fusion.layers=1", "model.decoder.layers=1",
+                "model.decoder.read_layer=1", "model.image_size=64", "model.max_text_length=40")
+    job = Job(variant="mmr", overrides=("train.lr=0.1",), seed=0, pretrain_data="p", task_data="t", out=str(tmp_path),
+              holdouts=(), finetune={}, corruptions=(), text_perturbations=(), severities=(1,), max_eval_items=10,
+              preset="demo")
+    old = {k: v for k, v in asdict(replace(job, overrides=(*backbone, "train.lr=0.1"))).items()
+           if k not in ("preset", "probe")}
+    (tmp_path / "result.json").write_text(json.dumps({"job": old, "vqa": {}}))
+    assert read_finished(job) is not None
+    with pytest.raises(SystemExit, match=r"config.model.fusion.layers, config.model.image_size"):
+        read_finished(replace(job, preset="tiny"))
+    with pytest.raises(SystemExit, match=r"\(probe differ\)"):
+        read_finished(replace(job, probe=False))

@@ -21,7 +21,7 @@ import yaml
 
 from robust_mmr.errors import InputError
 
-PRESETS = ("tiny", "small", "base")
+PRESETS = ("tiny", "demo", "small", "base")
 METHODS = ("mmr", "mmr-aug", "robust-mmr")  # the pre-training methods (robust_mmr.objectives.pretrain)
 IMAGE_MODALITIES = ("xray", "ct", "mri", "us", "generic")  # image-corruption registries (robust_mmr.perturbations)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
@@ -201,7 +201,7 @@ def _transformer_sizes(cfg: Any, where: str) -> None:
 
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
-    """A preset name (``tiny``, ``small``, ``base``) or a YAML path, then ``key.sub=value`` overrides."""
+    """A preset name (``tiny``, ``demo``, ``small``, ``base``) or a YAML path, then ``key.sub=value`` overrides."""
     if name_or_path in PRESETS:
         text = resources.files("robust_mmr.configs").joinpath(f"{name_or_path}.yaml").read_text()
         source = f"preset {name_or_path!r}"

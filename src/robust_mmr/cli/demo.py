@@ -12,19 +12,23 @@ from robust_mmr.cli.tables import format_table
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="synthetic data → pre-train mmr / mmr-aug / robust-mmr → VQA → report")
     p.add_argument("--quick", action="store_true", help="a smaller run (1 seed, fewer steps): about 3 minutes")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (default runs/demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (default runs/demo, or runs/demo-quick with --quick); a rerun into it "
+                        "reuses the finished jobs")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from robust_mmr.experiment import PLANS, SUMMARY_HEADERS, log, run_experiment, summary_rows
+    from robust_mmr.experiments.demo import PLANS, SUMMARY_HEADERS, run_experiment, summary_rows
+    from robust_mmr.experiments.logs import log
 
-    plan = PLANS["quick" if args.quick else "full"]
-    log(f"robust-mmr demo ({'quick' if args.quick else 'full'}): {len(plan.methods)} methods x {len(plan.seeds)} "
-        f"seed(s), held-out {plan.holdout}")
-    markdown = run_experiment(plan, args.out)
+    name = "quick" if args.quick else "full"
+    plan, out = PLANS[name], args.out or Path("runs/demo-quick" if args.quick else "runs/demo")
+    log(f"robust-mmr demo ({name}): {len(plan.methods)} methods x {len(plan.seeds)} pre-training seed(s), "
+        f"held-out {plan.holdout} → {out}")
+    markdown = run_experiment(plan, out)
     report = json.loads((markdown.parent / "results.json").read_text(encoding="utf-8"))
     print(format_table(SUMMARY_HEADERS, summary_rows(report),
-                       title="VQA accuracy on the synthetic set, mean ± std over fine-tuning seeds"))
+                       title="VQA accuracy on the synthetic set, mean ± std over seeds"))
     print(f"report: {markdown} (plots beside it)")
     return 0

@@ -1,1 +1,2 @@
-"""Preset run configurations (YAML): tiny (tests, CI), small (CPU default), base (paper scale)."""
+"""Preset run configurations (YAML): tiny (tests, CI), demo (the demo and the method benchmarks), small (CPU
+default), base (paper scale)."""

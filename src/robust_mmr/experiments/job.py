@@ -1,0 +1,232 @@
+"""One method job: pre-train one variant with one seed, fine-tune it downstream, evaluate every protocol.
+
+The unit that both the demo (:mod:`robust_mmr.experiments.demo`) and the method benchmarks
+(``benchmarks/method_*.py``) run. Under ``job.out``:
+
+- ``pretrain/``: the pre-training run (preset + overrides + ``train.seed``);
+- ``vqa-<hold-out>/`` (full fine-tuning) and ``probe-<hold-out>/`` (a head on the frozen backbone, with
+  ``probe``): one VQA run per hold-out (``""``: the dataset's standard split), each with its ``results.json``
+  (clean, perturbed, missing modality and, with a hold-out, the held-out domain);
+- ``retrieve/`` and ``probe-retrieve/`` with ``retrieval``: ITC retrieval, clean and perturbed (ΔMR);
+- ``job.json``, written when the job starts, and ``result.json``, the headline numbers, when it ends.
+
+Fine-tuning seeds are ``FINETUNE_SEED_OFFSET`` + the pre-training seed: a stream of their own. A job whose
+``result.json`` exists is not run again, and one begun or finished with other settings (any field but
+:data:`NEUTRAL_FIELDS`; the pre-training config compared as resolved, so a preset and the overrides that
+make the same model are the same job) stops the caller rather than being mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import MISSING, asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from robust_mmr.evaluation.report_methods import RETRIEVAL_KEY
+from robust_mmr.experiments.logs import log
+
+PROTOCOLS = (("vqa", False), ("probe", True))  # result key, frozen backbone: full fine-tuning and the probe
+FINETUNE_SEED_OFFSET = 100
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    overrides: tuple[str, ...]  # model.*, objective.*, train.* for pre-training (train.seed added by the job)
+    seed: int  # pre-training seed
+    pretrain_data: str
+    task_data: str
+    out: str
+    holdouts: tuple[str, ...]  # KEY=VALUE per VQA fine-tuning run; "" for the dataset's standard split
+    finetune: dict  # FinetuneConfig fields (task, seed and freeze_backbone set by the job)
+    corruptions: tuple[str, ...]
+    text_perturbations: tuple[str, ...]
+    severities: tuple[int, ...]
+    max_eval_items: int
+    retrieval: bool = False
+    threads: int = 1
+    preset: str = "tiny"
+    probe: bool = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} seed {self.seed}"
+
+    def protocols(self) -> tuple[tuple[str, bool], ...]:
+        return PROTOCOLS if self.probe else PROTOCOLS[:1]
+
+
+# Job fields that do not change a job's results: a finished job is reused whatever they are.
+NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
+
+
+def holdout_slug(holdout: str) -> str:
+    """Folder-name form of a hold-out (``""``: the dataset's standard split)."""
+    return holdout.replace("=", "-") if holdout else "standard"
+
+
+def vqa_run_dir(job: Job, protocol: str, holdout: str) -> Path:
+    return Path(job.out) / f"{protocol}-{holdout_slug(holdout)}"
+
+
+def run_job(job: Job, progress: bool = False) -> dict:
+    """Run ``job`` (or read its finished result); returns the result dict (also in ``result.json``)."""
+    import torch
+
+    from robust_mmr.config import load_config
+    from robust_mmr.training.pretrain import run_pretraining
+
+    finished = read_finished(job)
+    if finished is not None:
+        return finished
+    root = Path(job.out)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
+    torch.set_num_threads(job.threads)
+    start = time.perf_counter()
+    cfg = load_config(job.preset, pretrain_overrides(job))
+    log(f"{job.label}: pre-training {cfg.train.max_steps} steps at batch {cfg.train.batch_size}")
+    summary = run_pretraining(cfg, Path(job.pretrain_data), root / "pretrain", progress=progress)
+    result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
+                                                    "final_loss": summary["final_metrics"].get("train/loss")}}
+    for key, frozen in job.protocols():
+        result[key] = {holdout: finetune_and_evaluate(job, key, frozen, holdout, progress) for holdout in job.holdouts}
+    if job.retrieval:
+        for key, frozen in job.protocols():
+            result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, frozen, progress)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def pretrain_overrides(job: Job) -> list[str]:
+    return [*job.overrides, f"train.seed={job.seed}"]
+
+
+def _evaluation_settings(job: Job, progress: bool) -> dict:
+    return dict(corruptions=list(job.corruptions), text_perts=list(job.text_perturbations),
+                severities=job.severities, max_items=job.max_eval_items, progress=progress)
+
+
+def finetune_and_evaluate(job: Job, protocol: str, frozen: bool, holdout: str, progress: bool) -> dict:
+    """Fine-tune VQA (or its probe) from the job's pre-training with ``holdout`` left out, evaluate every
+    protocol into the run's ``results.json``; returns the headline numbers."""
+    from robust_mmr.evaluation.protocols import evaluate_run
+    from robust_mmr.tasks.config import FinetuneConfig
+    from robust_mmr.tasks.data import Holdout
+    from robust_mmr.tasks.finetune import run_finetuning
+
+    data, ft_dir = Path(job.task_data), vqa_run_dir(job, protocol, holdout)
+    ft_cfg = FinetuneConfig(**{**job.finetune, "task": "vqa", "seed": FINETUNE_SEED_OFFSET + job.seed,
+                               "freeze_backbone": frozen})
+    log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} VQA, {holdout or 'standard split'}")
+    ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
+                        holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
+    log(f"{job.label}: evaluating {ft_dir.name}")
+    full = evaluate_run(ft_dir, data, seed=0, **_evaluation_settings(job, progress))
+    (ft_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    return {**vqa_headline(full), **fit_headline(ft)}
+
+
+def retrieve_and_evaluate(job: Job, frozen: bool, progress: bool) -> dict:
+    """ITC retrieval fine-tuning (or its probe) from the job's pre-training, evaluated clean and perturbed."""
+    from robust_mmr.evaluation.protocols import evaluate_run
+    from robust_mmr.tasks.config import FinetuneConfig
+    from robust_mmr.tasks.retrieval import run_retrieval_finetuning
+
+    data, rt_dir = Path(job.task_data), Path(job.out) / ("probe-retrieve" if frozen else "retrieve")
+    rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": FINETUNE_SEED_OFFSET + job.seed,
+                               "freeze_backbone": frozen})
+    log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} retrieval")
+    ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(Path(job.out) / "pretrain"), progress=progress)
+    full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **_evaluation_settings(job, progress))
+    (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    return {**retrieval_headline(full), **fit_headline(ft)}
+
+
+def fit_headline(summary: dict) -> dict:
+    """How a fine-tuning run converged: the epoch kept (1-based) and the epochs run."""
+    return {"best_epoch": summary["best_epoch"] + 1, "epochs_run": summary["epochs_run"]}
+
+
+def vqa_headline(results: dict) -> dict:
+    """The headline numbers of one VQA evaluation (:data:`robust_mmr.evaluation.report_methods.VQA_METRICS`)."""
+    from robust_mmr.perturbations.image.registry import image_corruptions
+
+    unseen = set(image_corruptions(role="eval"))
+    pert = results["perturbed"]
+    image_cells = [c for c in pert["cells"] if c["target"] == "image"]
+    unseen_cells = [c["accuracy"] for c in image_cells if c["image"][0] in unseen]
+    seen_cells = [c["accuracy"] for c in image_cells if c["image"][0] not in unseen]
+    cross = results.get("cross_domain", {})
+    head = {
+        "clean": results["clean"]["overall"], "clean_open": results["clean"].get("open"),
+        "clean_closed": results["clean"].get("closed"),
+        "perturbed": pert["mean_accuracy"],
+        "perturbed_image": pert.get("image", {}).get("mean_accuracy"),
+        "seen_corruptions": float(np.mean(seen_cells)) if seen_cells else None,
+        "unseen_corruptions": float(np.mean(unseen_cells)) if unseen_cells else None,
+        "perturbed_text": pert.get("text", {}).get("mean_accuracy"),
+        "image_removed": results["missing"]["image_removed"], "text_removed": results["missing"]["text_removed"],
+        "held_out": cross.get("ood", {}).get("overall"), "held_out_open": cross.get("ood", {}).get("open"),
+        "held_out_closed": cross.get("ood", {}).get("closed"), "domain_rr": cross.get("rr"),
+        "n_test": results["n_test"], "n_held_out": cross.get("n_test"),
+        "baselines": {"in_domain": results["clean"]["baselines"], "held_out": cross.get("baselines")},
+    }
+    # accuracy over an empty subset (no open questions, say) is NaN: report it as absent
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in head.items()}
+
+
+def retrieval_headline(results: dict) -> dict:
+    """Mean R@1 and mean rank over both directions, clean, and ΔMR under image and text perturbation."""
+    clean, pert = results["clean"], results["perturbed"]
+    return {"r1": float(np.mean([clean[d]["r1"] for d in ("i2t", "t2i")])),
+            "mr": float(np.mean([clean[d]["mean_rank"] for d in ("i2t", "t2i")])),
+            "delta_mr_image": pert.get("image", {}).get("delta_mr", {}).get("mean"),
+            "delta_mr_text": pert.get("text", {}).get("delta_mr", {}).get("mean"),
+            "n_test": results["n_test"]}
+
+
+def read_finished(job: Job) -> dict | None:
+    """The result of ``job`` when it has finished (``result.json`` exists), else None. A run begun or
+    finished with other settings stops the caller (``SystemExit``) rather than being mixed in or resumed."""
+    root = Path(job.out)
+    wanted = comparable(asdict(job))
+    for path in (root / "job.json", root / "result.json"):
+        if path.is_file():
+            found = json.loads(path.read_text(encoding="utf-8"))
+            found = comparable(found.get("job", found))
+            differs = sorted(k for k in wanted if k not in NEUTRAL_FIELDS and found.get(k) != wanted[k])
+            if differs:
+                raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
+                                 "use another --out or remove that run")
+    path = root / "result.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def comparable(spec: dict) -> dict:
+    """A job spec as JSON values with every field present (a field the spec predates takes its default), its
+    ``preset`` and ``overrides`` replaced by the pre-training config they resolve to, flattened to
+    ``config.KEY`` entries: the order overrides were listed in, or a preset standing for some of them, does
+    not make two jobs differ, and a difference is named by the config key."""
+    from robust_mmr.config import load_config
+
+    defaults = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
+    out = json.loads(json.dumps({**defaults, **spec}))
+    cfg = asdict(load_config(out.pop("preset"), out.pop("overrides")))  # its train.seed is the job's seed
+    out.update(_flatten(cfg, "config"))
+    return out
+
+
+def _flatten(tree: dict, prefix: str) -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        else:
+            flat[f"{prefix}.{key}"] = json.loads(json.dumps(value))
+    return flat
