@@ -181,7 +181,32 @@ def test_cli_finetune_and_evaluate_end_to_end(retrieval_run, synth_dir, capsys):
     for c in cells:
         assert c["delta_mr"]["i2t"] == pytest.approx(c["i2t"]["mean_rank"] - results["clean"]["i2t"]["mean_rank"])
     assert set(results["perturbed"]["image"]["delta_mr"]) == {"i2t", "t2i", "mean"}
-    assert any("missing: not applicable" in n for n in results["notes"])
+    assert any("cross-domain: the run was fine-tuned with no domain held out" in n for n in results["notes"])
+    assert "missing" not in results and "cross_domain" not in results
+
+
+def test_missing_modality_is_refused_for_retrieval(retrieval_run, synth_dir, capsys):
+    code = main(["evaluate", str(retrieval_run), "--data", str(synth_dir), "--protocol", "clean,missing"])
+    assert code == 2
+    assert "'missing' does not apply to retrieval" in capsys.readouterr().err
+
+
+def test_retrieval_with_a_held_out_site_ranks_it_beside_an_equal_in_domain_gallery(synth_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--task", "retrieve", "--data", str(synth_dir), "--out", str(out), "--holdout",
+                 "domain=site-c", "max_epochs=1", "batch_size=16", *SMALL]) == 0
+    task = json.loads((out / "task.json").read_text())
+    assert task["holdout"] == {"key": "domain", "value": "site-c"}
+    assert main(["evaluate", str(out), "--data", str(synth_dir), "--protocol", "clean,cross-domain"]) == 0
+    assert "held out domain=site-c" in capsys.readouterr().out
+    cross = json.loads((out / "results.json").read_text())["cross_domain"]
+    pairs = read_manifest(synth_dir / "image_text.jsonl")
+    n_ood = sum(p.split == "test" and p.meta["domain"] == "site-c" for p in pairs)
+    n_iid = sum(p.split == "test" and p.meta["domain"] != "site-c" for p in pairs)
+    assert cross["n_test"] == min(n_ood, n_iid) and cross["held_out"] == "domain=site-c"
+    for part in ("iid", "ood"):
+        assert 1 <= cross[part]["mean_rank"] <= cross["n_test"]
+    assert cross["delta_mr"]["mean"] == pytest.approx(cross["ood"]["mean_rank"] - cross["iid"]["mean_rank"])
 
 
 def test_identity_text_perturbation_reuses_clean_ranks(retrieval_run, synth_dir, monkeypatch):

@@ -60,9 +60,9 @@ def _finetune(args: argparse.Namespace) -> int:
                                             "overrides": [*args.overrides, f"seed={seed}"]}))
         print(f"{len(seeds)} runs in {args.out}/seed*: evaluate each, then `robust-mmr report {args.out}/seed*`")
         return 0
-    if cfg.task == "retrieve":
-        return _finetune_retrieval(args, cfg, model_overrides)
     holdout = Holdout.parse(args.holdout) if args.holdout else None
+    if cfg.task == "retrieve":
+        return _finetune_retrieval(args, cfg, model_overrides, holdout)
     splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
     summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
                              vocab_splits=splits, model_overrides=model_overrides)
@@ -73,14 +73,11 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_overrides: list[str]) -> int:
-    from robust_mmr.errors import InputError
+def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_overrides: list[str], holdout) -> int:
     from robust_mmr.tasks.retrieval import run_retrieval_finetuning
 
-    if args.holdout:
-        raise InputError("--holdout is not supported with --task retrieve")
     summary = run_retrieval_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config,
-                                       model_overrides=model_overrides)
+                                       model_overrides=model_overrides, holdout=holdout)
     for note in summary["notes"]:
         print(f"note: {note}")
     print(format_table(["split", "pairs"], list(summary["counts"].items()), title="retrieve fine-tuning"))
@@ -159,6 +156,10 @@ def retrieval_table(results: dict) -> str:
             mean = {d: {k: float(statistics.fmean([c[d][k] for c in cells])) for k in ("r1", "r10", "mean_rank")}
                     for d in DIRECTIONS}
             rows.append(row(f"perturbed {target} (mean)", mean, results["perturbed"][target]["delta_mr"]))
+    cross = results.get("cross_domain")
+    if cross:
+        rows.append(row(f"in-domain reference ({cross['n_test']} pairs)", cross["iid"]))
+        rows.append(row(f"held out {cross['held_out']} ({cross['n_test']} pairs)", cross["ood"], cross["delta_mr"]))
     headers = ["condition", "R@1 i→t", "R@1 t→i", "R@10 i→t", "R@10 t→i", "MR i→t", "MR t→i", "ΔMR"]
     title = f"retrieval over {results['n_test']} test captions / {results['n_images']} images"
     return "\n".join([format_table(headers, rows, title=title), *(f"note: {n}" for n in results["notes"])])

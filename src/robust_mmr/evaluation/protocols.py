@@ -29,7 +29,7 @@ from robust_mmr.evaluation.metrics import (
 )
 from robust_mmr.evaluation.predict import Cell, Predictor
 from robust_mmr.evaluation.protocol_common import PROTOCOLS, check_protocols, pretraining_method, subsample
-from robust_mmr.evaluation.retrieval import evaluate_retrieval_run
+from robust_mmr.evaluation.retrieval import RETRIEVAL_PROTOCOLS, evaluate_retrieval_run
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
@@ -47,6 +47,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                  progress: bool = True) -> dict:
     """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict."""
     if is_retrieval_run(run_dir):
+        protocols = RETRIEVAL_PROTOCOLS if protocols == PROTOCOLS else protocols  # "all" means all that apply
         return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
                                       modality, max_items, progress)
     check_protocols(protocols)

@@ -5,17 +5,18 @@ Ranking (:mod:`robust_mmr.evaluation.ranking`) needs one similarity matrix, no f
 Optional ITM re-ranking (ALBEF-style) re-orders only each query's top-k ITC candidates by the fused
 match score: k fused passes per query.
 
-Protocols: ``clean``; ``perturbed`` (image corruption × severity re-encodes only the images, text
-perturbation × severity only the captions, paired ``both`` re-encodes both), with
-ΔMR = MR_perturbed − MR_clean per direction and averaged. ``missing`` does not apply to retrieval
-(a query with its modality removed has nothing to rank by); ``cross-domain`` is not implemented here.
+Protocols (:data:`RETRIEVAL_PROTOCOLS`): ``clean``; ``perturbed`` (image corruption × severity re-encodes
+only the images, text perturbation × severity only the captions, paired ``both`` re-encodes both), with
+ΔMR = MR_perturbed − MR_clean per direction and averaged; ``cross-domain`` for a run fine-tuned with a
+domain held out: the held-out domain's test pairs ranked among themselves beside an equally large fixed
+subset of the in-domain test pairs (R@K depends on the gallery size), with ΔMR_domain = MR_ood − MR_iid.
+``missing`` is refused: embeddings are unimodal, so a query with its modality removed has nothing to rank by.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,13 +33,12 @@ from robust_mmr.evaluation.protocol_common import check_protocols, pretraining_m
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
-from robust_mmr.tasks.data import split_records
+from robust_mmr.tasks.data import Holdout, split_records
 from robust_mmr.tasks.retrieval import load_pairs, load_retrieval
-
-if TYPE_CHECKING:
-    from robust_mmr.tasks.retrieval_model import RetrievalModel
+from robust_mmr.tasks.retrieval_model import RetrievalModel
 
 RERANK_K = 16
+RETRIEVAL_PROTOCOLS = ("clean", "perturbed", "cross-domain")
 
 
 @dataclass
@@ -124,15 +124,19 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
     (0: off). Perturbed cells rank by ITC only.
     """
     check_protocols(protocols)
+    if "missing" in protocols:
+        raise InputError("protocol 'missing' does not apply to retrieval: its embeddings are unimodal, so a query "
+                         f"with its modality removed has nothing to rank by; choose from {', '.join(RETRIEVAL_PROTOCOLS)}")
     model, tokenizer, _, task = load_retrieval(run_dir)
-    parts, _ = split_records(load_pairs(data_dir), None, task["finetune"]["val_fraction"], task["finetune"]["seed"])
+    holdout = Holdout(**task["holdout"]) if task.get("holdout") else None
+    parts, _ = split_records(load_pairs(data_dir), holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
     test = subsample(parts["test"], max_items)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
     encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed)
     results: dict = {"run": str(run_dir), "task": "retrieve", "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
-                     "n_images": len(encoder.images), "holdout": None, "notes": []}
+                     "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": []}
     clean_images, clean_texts = encoder.encode_images(), encoder.encode_texts()
     clean_ranks = encoder.ranks(clean_images, clean_texts)
     clean = both_directions(clean_ranks)
@@ -156,12 +160,33 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
             table.append({"target": target, "image": image, "text": text, **metrics,
                           "delta_mr": delta_mean_rank(metrics, clean), "seed": seed, "example_params": example})
         results["perturbed"] = {"cells": table, **_perturbed_summary(table)}
-    if "missing" in protocols:
-        results["notes"].append("missing: not applicable to retrieval (a query with its modality removed has "
-                                "nothing to rank by)")
     if "cross-domain" in protocols:
-        results["notes"].append("cross-domain: not implemented for retrieval runs (no domain is held out)")
+        if holdout is None:
+            results["notes"].append("cross-domain: the run was fine-tuned with no domain held out (finetune "
+                                    "--holdout KEY=VALUE); nothing to evaluate")
+        else:
+            results["cross_domain"] = cross_domain_ranking(model, tokenizer, data_dir, parts, holdout, max_items, seed)
     return results
+
+
+def cross_domain_ranking(model: RetrievalModel, tokenizer, data_dir: Path, parts: dict, holdout: Holdout,
+                         max_items: int | None, seed: int) -> dict:
+    """The held-out domain's test pairs ranked among themselves, and the in-domain reference: a fixed subset of
+    the in-domain test pairs as large as the held-out set (capped at ``max_items``), so both galleries have the
+    same size. ΔMR_domain = MR_ood − MR_iid per direction and averaged; R@1 RR = R@1_ood / R@1_iid."""
+    n = min(len(parts["test"]), len(parts["test_ood"]), max_items or len(parts["test_ood"]))
+    if n < 2:
+        raise InputError(f"cross-domain retrieval needs at least 2 test pairs in and out of {holdout.key}="
+                         f"{holdout.value}; found {len(parts['test'])} and {len(parts['test_ood'])}")
+    metrics = {}
+    for name, records in (("iid", subsample(parts["test"], n)), ("ood", subsample(parts["test_ood"], n))):
+        encoder = RetrievalEncoder(model, tokenizer, data_dir, records, seed=seed)
+        metrics[name] = both_directions(encoder.ranks(encoder.encode_images(), encoder.encode_texts()))
+    delta = {d: metrics["ood"][d]["mean_rank"] - metrics["iid"][d]["mean_rank"] for d in DIRECTIONS}
+    delta["mean"] = float(np.mean([delta[d] for d in DIRECTIONS]))
+    iid_r1 = metrics["iid"]["r1"]
+    return {"held_out": f"{holdout.key}={holdout.value}", "n_test": n, **metrics, "delta_mr": delta,
+            "r1_rr": metrics["ood"]["r1"] / iid_r1 if iid_r1 > 0 else None}
 
 
 def delta_mean_rank(perturbed: dict, clean: dict) -> dict[str, float]:

@@ -21,7 +21,7 @@ from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.tasks.config import FinetuneConfig
-from robust_mmr.tasks.data import TaskDataset, split_records
+from robust_mmr.tasks.data import Holdout, TaskDataset, split_records
 from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
 from robust_mmr.tasks.module import fit_keeping_best, selection_summary
 from robust_mmr.tasks.probe import cached_loaders, freeze
@@ -61,12 +61,13 @@ class PairCollator:
 
 def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch",
                              preset: str = "tiny", model_overrides: list[str] | None = None,
-                             progress: bool = True) -> dict:
+                             holdout: Holdout | None = None, progress: bool = True) -> dict:
     """Fine-tune ITC retrieval on ``data_dir`` (with ``cfg.freeze_backbone``: train only the ITC projections
     on the frozen backbone's features, the probe) and write the run to ``out``. Returns the summary (also
-    in ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone."""
+    in ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone;
+    ``holdout`` leaves a domain out of training and validation (for the cross-domain protocol)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts, notes = split_records(load_pairs(data_dir), None, cfg.val_fraction, cfg.seed)
+    parts, notes = split_records(load_pairs(data_dir), holdout, cfg.val_fraction, cfg.seed)
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
     dim = run_cfg.model.projection_dim
     model = RetrievalModel(backbone, dim)
@@ -91,7 +92,8 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     module = RetrievalModule(model, cfg, len(train))
     seconds = fit_keeping_best(module, train, val, cfg, out, progress)
     summary = {
-        "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None, "holdout": None,
+        "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None,
+        "holdout": asdict(holdout) if holdout else None,
         "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_score, 4), **selection_summary(module),
         "temperature": round(1.0 / model.logit_scale().item(), 4),
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
