@@ -14,11 +14,12 @@ from robust_mmr.cli import data as data_cmd
 from robust_mmr.cli import demo as demo_cmd
 from robust_mmr.cli import finetune as finetune_cmd
 from robust_mmr.cli import perturb as perturb_cmd
+from robust_mmr.cli import predict as predict_cmd
 from robust_mmr.cli import pretrain as pretrain_cmd
 from robust_mmr.cli import report as report_cmd
 from robust_mmr.errors import InputError
 
-COMMAND_GROUPS = [demo_cmd, data_cmd, perturb_cmd, pretrain_cmd, finetune_cmd, report_cmd]
+COMMAND_GROUPS = [demo_cmd, data_cmd, perturb_cmd, pretrain_cmd, finetune_cmd, predict_cmd, report_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

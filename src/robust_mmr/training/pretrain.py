@@ -81,6 +81,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         "seconds": round(time.perf_counter() - start, 1),
         "final_metrics": {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()},
         "parameters": sum(p.numel() for p in module.model.parameters()),
+        "data": str(data_dir),
         "train_pairs": len(data.train_set),
         "world_size": trainer.world_size,
         "weights": str(run_dir / "model.safetensors"),

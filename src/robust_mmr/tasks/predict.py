@@ -1,0 +1,156 @@
+"""Predictions for new inputs from a fine-tuned run: VQA answers, class labels, or captions ranked for an image.
+
+A *row* is a dict with ``image`` (a DICOM, PNG or JPEG path; relative paths are read from ``root``) and, for VQA
+``question``, for classification ``text``. Rows come one at a time or from a CSV (header line) or JSON Lines file
+(:func:`read_rows`). A row that cannot be answered (image missing or unreadable, empty question) gets an entry
+with ``error`` naming the problem; the other rows are still answered. Retrieval ranks a gallery of captions for
+each row's image (the rows' own ``text`` values unless a gallery is given).
+
+    from robust_mmr.tasks.predict import RunPredictor
+    predictor = RunPredictor.load("runs/ft/robust-seed0")
+    predictor.predict([{"image": "scan.dcm", "question": "Is there a pleural effusion?"}])
+    # [{"row": 0, "image": "scan.dcm", "question": "...", "answer": "no", "top": [{"answer": "no", "p": 0.91}, ...]}]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from robust_mmr.data.images import ImageReadError, image_to_tensor, read_image
+from robust_mmr.errors import InputError
+from robust_mmr.tasks.finetune import load_finetuned
+from robust_mmr.tasks.labels import LabelVocab
+from robust_mmr.tasks.retrieval import is_retrieval_run, load_retrieval
+
+TEXT_FIELD = {"vqa": "question", "classify": "text", "retrieve": "text"}  # the text column each task reads
+BATCH = 32
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """Rows from a CSV file (a header line naming ``image`` and ``question`` / ``text``) or a JSON Lines file (one
+    object per line). A line that is not a JSON object becomes a row with ``error``, so it is reported, not lost."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such input file")
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "image" not in reader.fieldnames:
+                raise InputError(f"{path}: a CSV needs a header line with an 'image' column, got {reader.fieldnames}")
+            return [dict(row) for row in reader]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            row = {"error": f"line {number}: not JSON ({err.msg})"}
+        rows.append(row if isinstance(row, dict) else {"error": f"line {number}: not a JSON object"})
+    return rows
+
+
+@dataclass
+class RunPredictor:
+    """A fine-tuned run ready to answer rows. ``task``: vqa, classify or retrieve."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    task: str
+    labels: LabelVocab | None
+    image_size: int
+    channels: int
+    max_length: int
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> RunPredictor:
+        """Load a fine-tuning run (or its export) for prediction; the weights never go through pickle."""
+        if is_retrieval_run(run_dir):
+            model, tokenizer, run_cfg, task = load_retrieval(run_dir)
+            labels = None
+        else:
+            model, tokenizer, run_cfg, task = load_finetuned(run_dir)
+            labels = LabelVocab(tuple(task["labels"]))
+        m = run_cfg.model
+        return cls(model.eval(), tokenizer, task["task"], labels, m.image_size, m.channels, m.max_text_length)
+
+    def predict(self, rows: list[dict], root: str | Path = ".", top_k: int = 3,
+                gallery: list[str] | None = None) -> list[dict]:
+        """One result per row, in order: the answer or label with its top-k probabilities, or for retrieval
+        the top-k captions of ``gallery`` (default: the rows' texts) with their similarities; or ``error``."""
+        results, ready = [], []
+        for i, row in enumerate(rows):
+            entry = {"row": i, **{k: row.get(k) for k in ("image", TEXT_FIELD[self.task]) if k in row}}
+            problem = row.get("error") or self._problem(row)
+            pixels = None
+            if problem is None:
+                try:
+                    pixels = self._pixels(Path(root) / str(row["image"]))
+                except ImageReadError as err:
+                    problem = f"image {row['image']}: {err}"
+            if problem is not None:
+                entry["error"] = problem
+            else:
+                ready.append((entry, pixels, str(row.get(TEXT_FIELD[self.task], ""))))
+            results.append(entry)
+        if self.task == "retrieve":
+            self._rank(ready, gallery if gallery is not None else [text for _, _, text in ready if text], top_k)
+        else:
+            self._classify(ready, top_k)
+        return results
+
+    def _problem(self, row: dict) -> str | None:
+        if not str(row.get("image") or "").strip():
+            return "no image given"
+        if self.task != "retrieve" and not str(row.get(TEXT_FIELD[self.task]) or "").strip():
+            return f"empty {TEXT_FIELD[self.task]}"
+        return None
+
+    def _pixels(self, path: Path) -> Tensor:
+        if not path.exists():
+            raise ImageReadError("missing", f"no file at {path}")
+        array, _ = read_image(path)
+        return image_to_tensor(array, self.image_size, self.channels)
+
+    def _tokens(self, texts: list[str]) -> dict[str, Tensor]:
+        return self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
+                              return_tensors="pt")
+
+    @torch.no_grad()
+    def _classify(self, ready: list[tuple[dict, Tensor, str]], top_k: int) -> None:
+        key = "answer" if self.task == "vqa" else "label"
+        for start in range(0, len(ready), BATCH):
+            chunk = ready[start:start + BATCH]
+            enc = self._tokens([text for _, _, text in chunk])
+            logits = self.model(torch.stack([p for _, p, _ in chunk]), enc["input_ids"], enc["attention_mask"])
+            probs = logits.float().softmax(-1)
+            top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+            for (entry, _, _), p, idx in zip(chunk, top.values.tolist(), top.indices.tolist()):
+                entry[key] = self.labels.labels[idx[0]]
+                entry["top"] = [{key: self.labels.labels[j], "p": round(q, 4)} for q, j in zip(p, idx)]
+
+    @torch.no_grad()
+    def _rank(self, ready: list[tuple[dict, Tensor, str]], gallery: list[str], top_k: int) -> None:
+        if not ready:
+            return
+        if not gallery:
+            raise InputError("retrieval needs captions to rank: give a gallery (--captions) or rows with 'text'")
+        texts = []
+        for start in range(0, len(gallery), BATCH):
+            enc = self._tokens(gallery[start:start + BATCH])
+            tokens, valid = self.model.backbone.encode_text(enc["input_ids"], enc["attention_mask"])
+            texts.append(self.model.text_embedding(tokens, valid))
+        text_emb = torch.cat(texts)
+        for start in range(0, len(ready), BATCH):
+            chunk = ready[start:start + BATCH]
+            tokens, _ = self.model.backbone.encode_image(torch.stack([p for _, p, _ in chunk]))
+            sims = self.model.image_embedding(tokens) @ text_emb.T
+            top = sims.topk(min(top_k, len(gallery)), dim=-1)
+            for (entry, _, _), s, idx in zip(chunk, top.values.tolist(), top.indices.tolist()):
+                entry["captions"] = [{"caption": gallery[j], "similarity": round(v, 4)} for v, j in zip(s, idx)]
