@@ -1,1 +1,2 @@
-"""Evaluation: metrics, the clean / perturbed / cross-domain / missing protocols, and baselines."""
+"""Evaluation: metrics, ranking, the clean / perturbed / missing / cross-domain protocols, baselines, and reports
+(per run over seeds, and the method benchmarks' summaries)."""
