@@ -7,6 +7,7 @@ run in spawned processes (safe with CUDA), each with its own torch thread count 
 from __future__ import annotations
 
 import json
+import signal
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -45,21 +46,38 @@ def run_jobs(jobs: list[Job], parallel: int = 1, progress: bool = False) -> list
     done = finished_results(jobs)  # checks every finished or begun job's settings before anything runs
     log(f"{len(jobs)} jobs ({len(done)} already finished), {parallel} at a time")
     results = []
+    pool = None
     if parallel <= 1:
         finished = (_run_logged(job, progress) for job in jobs)
     else:
         pool = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
         futures = {pool.submit(_run_logged, job, False): job for job in jobs}
         finished = (_result_of(f, futures[f]) for f in as_completed(futures))
-    for i, result in enumerate(finished, 1):
-        label = f"{result['job']['variant']} seed {result['job']['seed']}"
-        if "error" in result:
-            log(f"[{i}/{len(jobs)}] {label} FAILED:\n{result['error']}")
-        else:
-            log(f"[{i}/{len(jobs)}] {label} ({result.get('seconds', 0):.0f} s): {headline_line(result)}")
-        results.append(result)
+    previous = signal.signal(signal.SIGTERM, _stop)  # `kill` of this process ends its workers too
+    try:
+        for i, result in enumerate(finished, 1):
+            label = f"{result['job']['variant']} seed {result['job']['seed']}"
+            if "error" in result:
+                log(f"[{i}/{len(jobs)}] {label} FAILED:\n{result['error']}")
+            else:
+                log(f"[{i}/{len(jobs)}] {label} ({result.get('seconds', 0):.0f} s): {headline_line(result)}")
+            results.append(result)
+    except BaseException:
+        if pool is not None:  # a stopped run leaves no worker behind (a rerun resumes from the finished jobs)
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if pool is not None:
+        pool.shutdown()
     log(f"all jobs done in {time.perf_counter() - start:.0f} s")
     return results
+
+
+def _stop(signum, frame) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
 
 
 def headline_line(result: dict) -> str:
