@@ -218,7 +218,8 @@ def run(args: argparse.Namespace, command: str) -> None:
                 task_data=str(data / "vqa_rad"), out=str(args.out / "runs" / name / f"seed{seed}"),
                 holdouts=(*loo, STANDARD), finetune=finetune,
                 corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=SEVERITIES,
-                max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args), preset=args.model)
+                max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args), preset=args.model,
+                protocols=tuple(args.protocols))
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "

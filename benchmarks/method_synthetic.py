@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
                 task_data=str(data), out=str(args.out / "runs" / name / f"seed{seed}"), holdouts=(HOLDOUT,),
                 finetune=finetune, corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS,
                 severities=SEVERITIES, max_eval_items=args.max_eval_items, retrieval=not args.no_retrieval,
-                threads=threads_per_job(args), preset=args.model)
+                threads=threads_per_job(args), preset=args.model,
+                protocols=tuple(args.protocols))
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Synthetic method benchmark: {args.n_images} scans at {args.image_size} px (pre-training corpus: "

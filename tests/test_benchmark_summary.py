@@ -157,18 +157,20 @@ def test_a_variant_is_measurable_only_above_question_only_in_domain_and_held_out
 
 
 def test_a_preset_and_the_overrides_that_make_the_same_model_are_the_same_job(tmp_path):
-    """A job written before ``preset`` existed (the tiny preset cut down by overrides, no ``probe`` field) is the
-    same job as the demo preset with the rest of its overrides."""
+    """A job written before ``preset`` existed (the tiny preset cut down by overrides, no ``protocols`` field) is
+    the same job as the demo preset with the rest of its overrides."""
     backbone = ("model.vision.layers=2", "model.text.layers=2", "model.fusion.layers=1", "model.decoder.layers=1",
                 "model.decoder.read_layer=1", "model.image_size=64", "model.max_text_length=40")
     job = Job(variant="mmr", overrides=("train.lr=0.1",), seed=0, pretrain_data="p", task_data="t", out=str(tmp_path),
               holdouts=(), finetune={}, corruptions=(), text_perturbations=(), severities=(1,), max_eval_items=10,
               preset="demo")
     old = {k: v for k, v in asdict(replace(job, overrides=(*backbone, "train.lr=0.1"))).items()
-           if k not in ("preset", "probe")}
+           if k not in ("preset", "protocols")}
     (tmp_path / "result.json").write_text(json.dumps({"job": old, "vqa": {}}))
     assert read_finished(job) is not None
     with pytest.raises(SystemExit, match=r"config.model.fusion.layers, config.model.image_size"):
         read_finished(replace(job, preset="tiny"))
-    with pytest.raises(SystemExit, match=r"\(probe differ\)"):
-        read_finished(replace(job, probe=False))
+    assert read_finished(replace(job, protocols=("probe",))) is not None  # fewer protocols: served by the finished job
+    (tmp_path / "result.json").write_text(json.dumps({"job": {**old, "protocols": ["probe"]}, "probe": {}}))
+    with pytest.raises(SystemExit, match=r"\(protocols differ\)"):
+        read_finished(job)  # finished without full fine-tuning, asked for both

@@ -39,6 +39,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=BACKBONE_PRESETS, default="demo", help="backbone preset")
     parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="most fine-tuning epochs (early stopping on the validation split usually ends sooner)")
+    parser.add_argument("--protocols", nargs="+", choices=("vqa", "probe"), default=["vqa", "probe"],
+                        help="VQA full fine-tuning, the probe on the frozen backbone, or both (an ablation may "
+                             "need only the probe; jobs finished with more are reused)")
     parser.add_argument("--max-eval-items", type=int, default=300)
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
     parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")

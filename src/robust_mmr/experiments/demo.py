@@ -70,7 +70,7 @@ def plan_jobs(plan: ExperimentPlan, out: Path, pretrain_data: Path, data: Path) 
                 pretrain_data=str(pretrain_data), task_data=str(data), out=str(out / "runs" / method / f"seed{seed}"),
                 holdouts=(plan.holdout,), finetune=finetune, corruptions=plan.corruptions,
                 text_perturbations=plan.text_perturbations, severities=plan.severities,
-                max_eval_items=plan.max_eval_items, preset=plan.preset, probe=False)
+                max_eval_items=plan.max_eval_items, preset=plan.preset, protocols=("vqa",))
             for method in plan.methods for seed in plan.seeds]
 
 

@@ -50,17 +50,22 @@ class Job:
     retrieval: bool = False
     threads: int = 1
     preset: str = "tiny"
-    probe: bool = True
+    protocols: tuple[str, ...] = ("vqa", "probe")  # of PROTOCOLS: full fine-tuning, the probe, or both
 
     @property
     def label(self) -> str:
         return f"{self.variant} seed {self.seed}"
 
-    def protocols(self) -> tuple[tuple[str, bool], ...]:
-        return PROTOCOLS if self.probe else PROTOCOLS[:1]
+    def protocol_runs(self) -> tuple[tuple[str, bool], ...]:
+        """(result key, frozen backbone) of each protocol the job runs."""
+        unknown = set(self.protocols) - {key for key, _ in PROTOCOLS}
+        if unknown or not self.protocols:
+            raise ValueError(f"protocols {self.protocols}: choose from {', '.join(k for k, _ in PROTOCOLS)}")
+        return tuple((key, frozen) for key, frozen in PROTOCOLS if key in self.protocols)
 
 
-# Job fields that do not change a job's results: a finished job is reused whatever they are.
+# Job fields that do not change a job's results: a finished job is reused whatever they are. A finished job
+# also serves a request for fewer protocols than it ran (its extra results are simply there).
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
 
 
@@ -93,10 +98,10 @@ def run_job(job: Job, progress: bool = False) -> dict:
     summary = run_pretraining(cfg, Path(job.pretrain_data), root / "pretrain", progress=progress)
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
                                                     "final_loss": summary["final_metrics"].get("train/loss")}}
-    for key, frozen in job.protocols():
+    for key, frozen in job.protocol_runs():
         result[key] = {holdout: finetune_and_evaluate(job, key, frozen, holdout, progress) for holdout in job.holdouts}
     if job.retrieval:
-        for key, frozen in job.protocols():
+        for key, frozen in job.protocol_runs():
             result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, frozen, progress)
     result["seconds"] = round(time.perf_counter() - start, 1)
     (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -200,7 +205,9 @@ def read_finished(job: Job) -> dict | None:
         if path.is_file():
             found = json.loads(path.read_text(encoding="utf-8"))
             found = comparable(found.get("job", found))
-            differs = sorted(k for k in wanted if k not in NEUTRAL_FIELDS and found.get(k) != wanted[k])
+            differs = sorted(k for k in wanted if k not in (*NEUTRAL_FIELDS, "protocols") and found.get(k) != wanted[k])
+            if path.name == "result.json" and not set(wanted["protocols"]) <= set(found["protocols"]):
+                differs.append("protocols")  # finished without a protocol asked for now
             if differs:
                 raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
                                  "use another --out or remove that run")

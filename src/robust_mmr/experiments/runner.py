@@ -32,7 +32,7 @@ def finished_results(jobs: list[Job]) -> list[dict]:
 
 def refresh_headlines(result: dict, job: Job) -> dict:
     """``result`` with every VQA headline recomputed from its run's ``results.json`` where that file exists."""
-    for protocol, _ in job.protocols():
+    for protocol, _ in job.protocol_runs():
         for holdout, head in result.get(protocol, {}).items():
             path = vqa_run_dir(job, protocol, holdout) / "results.json"
             if path.is_file():
