@@ -59,6 +59,7 @@ from robust_mmr.experiments.arguments import (
     TEXT_PERTURBATIONS,
     add_common_arguments,
     command_line,
+    probe_settings,
     resolve_variants,
     threads_per_job,
     training_overrides,
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace, command: str) -> None:
                 holdouts=(*loo, STANDARD), finetune=finetune,
                 corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=SEVERITIES,
                 max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args), preset=args.model,
-                protocols=tuple(args.protocols))
+                protocols=tuple(args.protocols), probe_finetune=probe_settings(args))
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "

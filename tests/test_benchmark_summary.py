@@ -171,6 +171,34 @@ def test_a_preset_and_the_overrides_that_make_the_same_model_are_the_same_job(tm
     with pytest.raises(SystemExit, match=r"config.model.fusion.layers, config.model.image_size"):
         read_finished(replace(job, preset="tiny"))
     assert read_finished(replace(job, protocols=("probe",))) is not None  # fewer protocols: served by the finished job
+    assert read_finished(replace(job, probe_finetune={"patience": 9})) is None  # another probe: rerun by stages
     (tmp_path / "result.json").write_text(json.dumps({"job": {**old, "protocols": ["probe"]}, "probe": {}}))
-    with pytest.raises(SystemExit, match=r"\(protocols differ\)"):
-        read_finished(job)  # finished without full fine-tuning, asked for both
+    assert read_finished(job) is None  # finished without full fine-tuning, asked for both: rerun by stages
+
+
+def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, tmp_path):
+    """Stage reuse: pre-training and full fine-tuning whose recorded settings match are kept as they are."""
+    from robust_mmr.experiments.datasets import training_domain_pairs
+    from robust_mmr.experiments.job import run_job
+
+    pairs = training_domain_pairs(synth_dir, tmp_path / "pairs", "domain", "site-c")
+    backbone = ("model.image_size=64", "model.vision.layers=1", "model.text.layers=1", "model.fusion.layers=1",
+                "model.decoder.layers=1", "train.max_steps=2", "train.batch_size=8", "train.num_workers=0")
+    job = Job(variant="mmr", overrides=("objective.method=mmr", *backbone), seed=0, pretrain_data=str(pairs),
+              task_data=str(synth_dir), out=str(tmp_path / "job"), holdouts=("domain=site-c",),
+              finetune={"max_epochs": 1, "batch_size": 32}, corruptions=("jpeg",), text_perturbations=(),
+              severities=(1,), max_eval_items=8, probe_finetune={"max_epochs": 1})
+    first = run_job(job)
+    root = tmp_path / "job"
+    stamps = {p: p.stat().st_mtime_ns for p in (root / "pretrain" / "model.safetensors",
+                                                root / "vqa-domain-site-c" / "results.json",
+                                                root / "probe-domain-site-c" / "results.json")}
+    second = run_job(replace(job, probe_finetune={"max_epochs": 2}))
+    assert stamps[root / "pretrain" / "model.safetensors"] == (root / "pretrain" / "model.safetensors").stat().st_mtime_ns
+    assert stamps[root / "vqa-domain-site-c" / "results.json"] == (
+        root / "vqa-domain-site-c" / "results.json").stat().st_mtime_ns
+    assert stamps[root / "probe-domain-site-c" / "results.json"] != (
+        root / "probe-domain-site-c" / "results.json").stat().st_mtime_ns
+    assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 2
+    assert second["vqa"] == first["vqa"] and second["pretrain"] == first["pretrain"]
+    assert json.loads((root / "result.json").read_text())["job"]["probe_finetune"] == {"max_epochs": 2}

@@ -42,6 +42,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocols", nargs="+", choices=("vqa", "probe"), default=["vqa", "probe"],
                         help="VQA full fine-tuning, the probe on the frozen backbone, or both (an ablation may "
                              "need only the probe; jobs finished with more are reused)")
+    parser.add_argument("--probe-patience", type=int, default=10,
+                        help="the probe's early-stopping patience (it trains on cached features: cheap epochs)")
+    parser.add_argument("--probe-max-epochs", type=int, default=60)
     parser.add_argument("--max-eval-items", type=int, default=300)
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
     parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")
@@ -84,3 +87,8 @@ def command_line(script: str, argv: list[str] | None) -> str:
     import shlex
 
     return f"python {script} " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+
+
+def probe_settings(args: argparse.Namespace) -> dict:
+    """The probe's fine-tuning settings over the job's (``Job.probe_finetune``)."""
+    return {"patience": args.probe_patience, "max_epochs": args.probe_max_epochs}

@@ -10,10 +10,13 @@ The unit that both the demo (:mod:`robust_mmr.experiments.demo`) and the method 
 - ``retrieve/`` and ``probe-retrieve/`` with ``retrieval``: ITC retrieval, clean and perturbed (ΔMR);
 - ``job.json``, written when the job starts, and ``result.json``, the headline numbers, when it ends.
 
-Fine-tuning seeds are ``FINETUNE_SEED_OFFSET`` + the pre-training seed: a stream of their own. A job whose
-``result.json`` exists is not run again, and one begun or finished with other settings (any field but
-:data:`NEUTRAL_FIELDS`; the pre-training config compared as resolved, so a preset and the overrides that
-make the same model are the same job) stops the caller rather than being mixed in.
+Fine-tuning seeds are ``FINETUNE_SEED_OFFSET`` + the pre-training seed: a stream of their own; the probe takes
+``probe_finetune`` over ``finetune`` (it trains on cached features, so it can afford a longer patience). A job
+whose ``result.json`` exists is not run again, and one begun or finished with other settings (any field but
+:data:`NEUTRAL_FIELDS` and :data:`STAGE_FIELDS`; the pre-training config compared as resolved, so a preset and
+the overrides that make the same model are the same job) stops the caller rather than being mixed in. A change
+of a stage field reruns the job stage by stage: a finished pre-training or fine-tuning run whose recorded
+settings are the ones asked for is reused, so asking for a new probe schedule reruns the probes alone.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import MISSING, asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +54,7 @@ class Job:
     threads: int = 1
     preset: str = "tiny"
     protocols: tuple[str, ...] = ("vqa", "probe")  # of PROTOCOLS: full fine-tuning, the probe, or both
+    probe_finetune: dict = field(default_factory=dict)  # FinetuneConfig fields the probe sets over ``finetune``
 
     @property
     def label(self) -> str:
@@ -64,9 +68,11 @@ class Job:
         return tuple((key, frozen) for key, frozen in PROTOCOLS if key in self.protocols)
 
 
-# Job fields that do not change a job's results: a finished job is reused whatever they are. A finished job
-# also serves a request for fewer protocols than it ran (its extra results are simply there).
+# Job fields that do not change a job's results: a finished job is reused whatever they are.
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
+# Job fields whose change reruns only the stages they touch (a finished job with more protocols than asked for
+# serves the request as it is).
+STAGE_FIELDS = ("protocols", "probe_finetune")
 
 
 def holdout_slug(holdout: str) -> str:
@@ -94,8 +100,10 @@ def run_job(job: Job, progress: bool = False) -> dict:
     torch.set_num_threads(job.threads)
     start = time.perf_counter()
     cfg = load_config(job.preset, pretrain_overrides(job))
-    log(f"{job.label}: pre-training {cfg.train.max_steps} steps at batch {cfg.train.batch_size}")
-    summary = run_pretraining(cfg, Path(job.pretrain_data), root / "pretrain", progress=progress)
+    summary = finished_pretraining(root / "pretrain", cfg)
+    if summary is None:
+        log(f"{job.label}: pre-training {cfg.train.max_steps} steps at batch {cfg.train.batch_size}")
+        summary = run_pretraining(cfg, Path(job.pretrain_data), root / "pretrain", progress=progress)
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
                                                     "final_loss": summary["final_metrics"].get("train/loss")}}
     for key, frozen in job.protocol_runs():
@@ -112,6 +120,33 @@ def pretrain_overrides(job: Job) -> list[str]:
     return [*job.overrides, f"train.seed={job.seed}"]
 
 
+def finished_pretraining(run_dir: Path, cfg) -> dict | None:
+    """The summary of a pre-training run completed in ``run_dir`` with the config ``cfg``, else None."""
+    from robust_mmr.config import load_config
+
+    summary = _json(run_dir / "summary.json")
+    if summary is None or summary.get("status") != "completed" or summary.get("steps") != cfg.train.max_steps:
+        return None
+    return summary if asdict(load_config(str(run_dir / "config.yaml"))) == asdict(cfg) else None
+
+
+def finetune_settings(job: Job, task: str, frozen: bool) -> dict:
+    """The FinetuneConfig fields of one of the job's fine-tuning runs."""
+    return {**job.finetune, **(job.probe_finetune if frozen else {}), "task": task,
+            "seed": FINETUNE_SEED_OFFSET + job.seed, "freeze_backbone": frozen}
+
+
+def finished_run(run_dir: Path, settings: dict) -> tuple[dict, dict] | None:
+    """(task.json, results.json) of a fine-tuning run evaluated in ``run_dir`` with the FinetuneConfig ``settings``
+    (those settings and the defaults for the rest), else None."""
+    from robust_mmr.tasks.config import FinetuneConfig
+
+    task, results = _json(run_dir / "task.json"), _json(run_dir / "results.json")
+    if task is None or results is None or task.get("finetune") != asdict(FinetuneConfig(**settings)):
+        return None
+    return task, results
+
+
 def _evaluation_settings(job: Job, progress: bool) -> dict:
     return dict(corruptions=list(job.corruptions), text_perts=list(job.text_perturbations),
                 severities=job.severities, max_items=job.max_eval_items, progress=progress)
@@ -126,8 +161,10 @@ def finetune_and_evaluate(job: Job, protocol: str, frozen: bool, holdout: str, p
     from robust_mmr.tasks.finetune import run_finetuning
 
     data, ft_dir = Path(job.task_data), vqa_run_dir(job, protocol, holdout)
-    ft_cfg = FinetuneConfig(**{**job.finetune, "task": "vqa", "seed": FINETUNE_SEED_OFFSET + job.seed,
-                               "freeze_backbone": frozen})
+    settings = finetune_settings(job, "vqa", frozen)
+    if (done := finished_run(ft_dir, settings)) is not None:
+        return {**vqa_headline(done[1]), **fit_headline(done[0])}
+    ft_cfg = FinetuneConfig(**settings)
     log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} VQA, {holdout or 'standard split'}")
     ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
                         holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
@@ -144,8 +181,10 @@ def retrieve_and_evaluate(job: Job, frozen: bool, progress: bool) -> dict:
     from robust_mmr.tasks.retrieval import run_retrieval_finetuning
 
     data, rt_dir = Path(job.task_data), Path(job.out) / ("probe-retrieve" if frozen else "retrieve")
-    rt_cfg = FinetuneConfig(**{**job.finetune, "task": "retrieve", "seed": FINETUNE_SEED_OFFSET + job.seed,
-                               "freeze_backbone": frozen})
+    settings = finetune_settings(job, "retrieve", frozen)
+    if (done := finished_run(rt_dir, settings)) is not None:
+        return {**retrieval_headline(done[1]), **fit_headline(done[0])}
+    rt_cfg = FinetuneConfig(**settings)
     log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} retrieval")
     ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(Path(job.out) / "pretrain"), progress=progress)
     full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **_evaluation_settings(job, progress))
@@ -205,12 +244,13 @@ def read_finished(job: Job) -> dict | None:
         if path.is_file():
             found = json.loads(path.read_text(encoding="utf-8"))
             found = comparable(found.get("job", found))
-            differs = sorted(k for k in wanted if k not in (*NEUTRAL_FIELDS, "protocols") and found.get(k) != wanted[k])
-            if path.name == "result.json" and not set(wanted["protocols"]) <= set(found["protocols"]):
-                differs.append("protocols")  # finished without a protocol asked for now
+            differs = sorted(k for k in wanted if k not in (*NEUTRAL_FIELDS, *STAGE_FIELDS) and found.get(k) != wanted[k])
             if differs:
                 raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
                                  "use another --out or remove that run")
+            if path.name == "result.json" and (not set(wanted["protocols"]) <= set(found["protocols"])
+                                               or found["probe_finetune"] != wanted["probe_finetune"]):
+                return None  # finished with other stages: rerun the job, reusing the stages that match
     path = root / "result.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -222,7 +262,8 @@ def comparable(spec: dict) -> dict:
     not make two jobs differ, and a difference is named by the config key."""
     from robust_mmr.config import load_config
 
-    defaults = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(Job)
+                if f.default is not MISSING or f.default_factory is not MISSING}
     out = json.loads(json.dumps({**defaults, **spec}))
     cfg = asdict(load_config(out.pop("preset"), out.pop("overrides")))  # its train.seed is the job's seed
     out.update(_flatten(cfg, "config"))
@@ -237,3 +278,7 @@ def _flatten(tree: dict, prefix: str) -> dict:
         else:
             flat[f"{prefix}.{key}"] = json.loads(json.dumps(value))
     return flat
+
+
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
