@@ -83,6 +83,7 @@ MAX_TEXT_LENGTH = 40
 # organs), batch 64: VQA-RAD folds train on ~2,000 QA (~30 steps an epoch), the standard split on ~2,750.
 FINETUNE = {"batch_size": 64, "patience": 4}
 STANDARD = ""  # the hold-out value of the standard (MEVF) train/test split: nothing held out
+PROTOCOL_NAMES = {"vqa": "full fine-tuning", "probe": "probe", "lpft": "LP-FT"}
 # per-held-out-organ table: (headline key, column title)
 ORGAN_METRICS = (("clean", "in-domain"), ("clean_open", "in-dom. open"), ("clean_closed", "in-dom. closed"),
                  ("held_out", "held-out"), ("held_out_open", "held-out open"),
@@ -226,14 +227,15 @@ def run(args: argparse.Namespace, command: str) -> None:
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "
              f"VQA-RAD, leave one organ out ({', '.join(organs)}); {args.model} backbone at {image_size} px, "
              f"{args.steps} pre-training steps at batch {args.batch}")
-    sections = (Section("Leave one organ out, full fine-tuning (mean over the 3 folds)", "vqa", loo),
-                Section("Leave one organ out, probe (mean over the 3 folds)", "probe", loo),
-                Section("Standard split (MEVF train/test), full fine-tuning", "vqa", (STANDARD,)),
-                Section("Standard split (MEVF train/test), probe", "probe", (STANDARD,)))
+    sections = tuple(Section(f"{split}, {name}", protocol, holdouts) for split, holdouts in
+                     ((f"Leave one organ out (mean over the {len(loo)} folds)", loo),
+                      ("Standard split (MEVF train/test)", (STANDARD,)))
+                     for protocol, name in PROTOCOL_NAMES.items())
     path = write_summary(results, args.out, list(variants), title, command, sections)
     with path.open("a", encoding="utf-8") as fh:
-        for protocol, name in (("vqa", "full fine-tuning"), ("probe", "probe")):
-            fh.write(organ_tables(results, list(variants), organs, protocol, name))
+        for protocol, name in PROTOCOL_NAMES.items():
+            if any(protocol in r for r in results):
+                fh.write(organ_tables(results, list(variants), organs, protocol, name))
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
 

@@ -116,3 +116,33 @@ def test_probe_trains_the_head_and_leaves_the_backbone_unchanged(synth_dir, tmp_
     assert task["finetune"]["freeze_backbone"] and model.features == "mean"
     assert task["epochs_run"] >= 1 and any("probe" in n for n in task["notes"])
     assert main(["evaluate", str(probe), "--data", str(synth_dir), "--protocol", "clean,missing"]) == 0
+
+
+def test_lp_ft_trains_the_head_on_frozen_features_first_then_everything(synth_dir, tmp_path, monkeypatch):
+    """LP-FT: stage 1 is the probe (backbone untouched while the head learns), stage 2 fine-tunes the backbone
+    starting from that head; the run loads back with the probe's head input."""
+    import robust_mmr.tasks.finetune as finetune_module
+
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--config", "tiny", "--method", "mmr", "--data", str(synth_dir), "--out", str(pre),
+                 *SMALL_MODEL, "train.max_steps=2", "train.batch_size=4", "train.num_workers=0"]) == 0
+    seen = {}
+    real_unfreeze = finetune_module.unfreeze
+
+    def spy(backbone):  # between the stages: the backbone is still the pre-trained one, the head has learned
+        seen["backbone"] = {k: v.clone() for k, v in backbone.state_dict().items()}
+        real_unfreeze(backbone)
+
+    monkeypatch.setattr(finetune_module, "unfreeze", spy)
+    run = tmp_path / "lpft"
+    assert main(["finetune", "--data", str(synth_dir), "--init", str(pre), "--out", str(run), "max_epochs=2",
+                 "batch_size=16", "lp_ft=true"]) == 0
+    pretrained = load_file(str(pre / "model.safetensors"))
+    assert all(torch.equal(seen["backbone"][k], v) for k, v in pretrained.items())
+    final = load_file(str(run / "model.safetensors"))
+    assert any(not torch.equal(final[f"backbone.{k}"], v) for k, v in pretrained.items())  # stage 2 moved it
+    model, _, _, task = load_finetuned(run)
+    assert task["finetune"]["lp_ft"] and model.features == "mean"
+    assert any(n.startswith("LP-FT stage 1, probe") for n in task["notes"])
+    assert main(["finetune", "--data", str(synth_dir), "--init", str(pre), "--out", str(tmp_path / "x"),
+                 "lp_ft=true", "freeze_backbone=true"]) == 2

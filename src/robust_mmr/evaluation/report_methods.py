@@ -32,7 +32,7 @@ RETRIEVAL_METRICS = (("r1", "R@1 (clean)"), ("mr", "MR (clean)"), ("delta_mr_ima
 def _metric(result: dict, key: str, protocol: str, holdouts: tuple[str, ...] | None) -> float | None:
     """A VQA headline of ``protocol`` averaged over the job's ``holdouts`` (None: all), or a retrieval headline."""
     if key in dict(RETRIEVAL_METRICS):
-        return result.get(RETRIEVAL_KEY[protocol], {}).get(key)
+        return result.get(RETRIEVAL_KEY.get(protocol, ""), {}).get(key)
     values = [v[key] for h, v in result.get(protocol, {}).items()
               if (holdouts is None or h in holdouts) and v.get(key) is not None]
     return float(np.mean(values)) if values else None
@@ -40,14 +40,13 @@ def _metric(result: dict, key: str, protocol: str, holdouts: tuple[str, ...] | N
 
 def collect(results: list[dict], protocol: str = "vqa",
             holdouts: tuple[str, ...] | None = None) -> dict[str, dict[str, list[float]]]:
-    """variant -> metric -> per-seed values (failed jobs left out)."""
+    """variant -> metric -> per-seed values (failed jobs and jobs without ``protocol`` left out)."""
     table: dict[str, dict[str, list[float]]] = {}
     for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
-        per = table.setdefault(r["job"]["variant"], {})
         for key, _ in (*VQA_METRICS, *RETRIEVAL_METRICS):
             value = _metric(r, key, protocol, holdouts)
             if value is not None:
-                per.setdefault(key, []).append(value)
+                table.setdefault(r["job"]["variant"], {}).setdefault(key, []).append(value)
     return table
 
 
@@ -219,14 +218,17 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
 
 def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str,
                   sections: tuple[Section, ...] = (Section("Full fine-tuning", "vqa"),
-                                                   Section("Probe (frozen backbone)", "probe"))) -> Path:
-    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``, one table set per section; returns the
-    Markdown path."""
+                                                   Section("Probe (frozen backbone)", "probe"),
+                                                   Section("LP-FT (the probe, then full fine-tuning)", "lpft"))
+                  ) -> Path:
+    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``, one table set per section that has results;
+    returns the Markdown path."""
     summaries = {s.title: {**aggregate(results, order, s.protocol, s.holdouts),
                            "baselines": baselines_of(results, s.protocol, s.holdouts)} for s in sections}
+    summaries = {title: summary for title, summary in summaries.items() if summary["variants"]}
     for summary in summaries.values():
         summary["measurable"] = {v: measurable(m, summary["baselines"]) for v, m in summary["variants"].items()}
-    if not any(s["variants"] for s in summaries.values()):
+    if not summaries:
         raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
     failures = [f"{r['job']['variant']} seed {r['job']['seed']}" for r in results if "error" in r]
     document = {"command": command, "failed_jobs": failures, "sections": summaries,

@@ -4,9 +4,10 @@ The unit that both the demo (:mod:`robust_mmr.experiments.demo`) and the method 
 (``benchmarks/method_*.py``) run. Under ``job.out``:
 
 - ``pretrain/``: the pre-training run (preset + overrides + ``train.seed``);
-- ``vqa-<hold-out>/`` (full fine-tuning) and ``probe-<hold-out>/`` (a head on the frozen backbone, with
-  ``probe``): one VQA run per hold-out (``""``: the dataset's standard split), each with its ``results.json``
-  (clean, perturbed, missing modality and, with a hold-out, the held-out domain);
+- ``vqa-<hold-out>/`` (full fine-tuning), ``probe-<hold-out>/`` (a head on the frozen backbone) and
+  ``lpft-<hold-out>/`` (that probe, then full fine-tuning), per protocol in ``protocols``: one VQA run per
+  hold-out (``""``: the dataset's standard split), each with its ``results.json`` (clean, perturbed, missing
+  modality and, with a hold-out, the held-out domain);
 - ``retrieve/`` and ``probe-retrieve/`` with ``retrieval``: ITC retrieval, clean and perturbed (ΔMR);
 - ``job.json``, written when the job starts, and ``result.json``, the headline numbers, when it ends.
 
@@ -32,7 +33,8 @@ import numpy as np
 from robust_mmr.evaluation.report_methods import RETRIEVAL_KEY
 from robust_mmr.experiments.logs import log
 
-PROTOCOLS = (("vqa", False), ("probe", True))  # result key, frozen backbone: full fine-tuning and the probe
+# protocol (its result key and folder prefix) → the FinetuneConfig flags it sets
+PROTOCOLS: dict[str, dict] = {"vqa": {}, "probe": {"freeze_backbone": True}, "lpft": {"lp_ft": True}}
 FINETUNE_SEED_OFFSET = 100
 
 
@@ -53,19 +55,19 @@ class Job:
     retrieval: bool = False
     threads: int = 1
     preset: str = "tiny"
-    protocols: tuple[str, ...] = ("vqa", "probe")  # of PROTOCOLS: full fine-tuning, the probe, or both
+    protocols: tuple[str, ...] = ("vqa", "probe")  # of PROTOCOLS: full fine-tuning, the probe, LP-FT
     probe_finetune: dict = field(default_factory=dict)  # FinetuneConfig fields the probe sets over ``finetune``
 
     @property
     def label(self) -> str:
         return f"{self.variant} seed {self.seed}"
 
-    def protocol_runs(self) -> tuple[tuple[str, bool], ...]:
-        """(result key, frozen backbone) of each protocol the job runs."""
-        unknown = set(self.protocols) - {key for key, _ in PROTOCOLS}
+    def protocol_runs(self) -> tuple[str, ...]:
+        """The protocols the job runs, in :data:`PROTOCOLS` order."""
+        unknown = set(self.protocols) - set(PROTOCOLS)
         if unknown or not self.protocols:
-            raise ValueError(f"protocols {self.protocols}: choose from {', '.join(k for k, _ in PROTOCOLS)}")
-        return tuple((key, frozen) for key, frozen in PROTOCOLS if key in self.protocols)
+            raise ValueError(f"protocols {self.protocols}: choose from {', '.join(PROTOCOLS)}")
+        return tuple(key for key in PROTOCOLS if key in self.protocols)
 
 
 # Job fields that do not change a job's results: a finished job is reused whatever they are.
@@ -106,11 +108,11 @@ def run_job(job: Job, progress: bool = False) -> dict:
         summary = run_pretraining(cfg, Path(job.pretrain_data), root / "pretrain", progress=progress)
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
                                                     "final_loss": summary["final_metrics"].get("train/loss")}}
-    for key, frozen in job.protocol_runs():
-        result[key] = {holdout: finetune_and_evaluate(job, key, frozen, holdout, progress) for holdout in job.holdouts}
+    for key in job.protocol_runs():
+        result[key] = {holdout: finetune_and_evaluate(job, key, holdout, progress) for holdout in job.holdouts}
     if job.retrieval:
-        for key, frozen in job.protocol_runs():
-            result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, frozen, progress)
+        for key in (k for k in job.protocol_runs() if k in RETRIEVAL_KEY):
+            result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, key, progress)
     result["seconds"] = round(time.perf_counter() - start, 1)
     (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result
@@ -130,10 +132,10 @@ def finished_pretraining(run_dir: Path, cfg) -> dict | None:
     return summary if asdict(load_config(str(run_dir / "config.yaml"))) == asdict(cfg) else None
 
 
-def finetune_settings(job: Job, task: str, frozen: bool) -> dict:
+def finetune_settings(job: Job, task: str, protocol: str) -> dict:
     """The FinetuneConfig fields of one of the job's fine-tuning runs."""
-    return {**job.finetune, **(job.probe_finetune if frozen else {}), "task": task,
-            "seed": FINETUNE_SEED_OFFSET + job.seed, "freeze_backbone": frozen}
+    return {**job.finetune, **(job.probe_finetune if protocol == "probe" else {}), **PROTOCOLS[protocol],
+            "task": task, "seed": FINETUNE_SEED_OFFSET + job.seed}
 
 
 def finished_run(run_dir: Path, settings: dict) -> tuple[dict, dict] | None:
@@ -152,20 +154,20 @@ def _evaluation_settings(job: Job, progress: bool) -> dict:
                 severities=job.severities, max_items=job.max_eval_items, progress=progress)
 
 
-def finetune_and_evaluate(job: Job, protocol: str, frozen: bool, holdout: str, progress: bool) -> dict:
-    """Fine-tune VQA (or its probe) from the job's pre-training with ``holdout`` left out, evaluate every
-    protocol into the run's ``results.json``; returns the headline numbers."""
+def finetune_and_evaluate(job: Job, protocol: str, holdout: str, progress: bool) -> dict:
+    """Fine-tune VQA under ``protocol`` from the job's pre-training with ``holdout`` left out, evaluate every
+    evaluation protocol into the run's ``results.json``; returns the headline numbers."""
     from robust_mmr.evaluation.protocols import evaluate_run
     from robust_mmr.tasks.config import FinetuneConfig
     from robust_mmr.tasks.data import Holdout
     from robust_mmr.tasks.finetune import run_finetuning
 
     data, ft_dir = Path(job.task_data), vqa_run_dir(job, protocol, holdout)
-    settings = finetune_settings(job, "vqa", frozen)
+    settings = finetune_settings(job, "vqa", protocol)
     if (done := finished_run(ft_dir, settings)) is not None:
         return {**vqa_headline(done[1]), **fit_headline(done[0])}
     ft_cfg = FinetuneConfig(**settings)
-    log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} VQA, {holdout or 'standard split'}")
+    log(f"{job.label}: VQA {protocol}, {holdout or 'standard split'}")
     ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
                         holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
     log(f"{job.label}: evaluating {ft_dir.name}")
@@ -174,18 +176,18 @@ def finetune_and_evaluate(job: Job, protocol: str, frozen: bool, holdout: str, p
     return {**vqa_headline(full), **fit_headline(ft)}
 
 
-def retrieve_and_evaluate(job: Job, frozen: bool, progress: bool) -> dict:
+def retrieve_and_evaluate(job: Job, protocol: str, progress: bool) -> dict:
     """ITC retrieval fine-tuning (or its probe) from the job's pre-training, evaluated clean and perturbed."""
     from robust_mmr.evaluation.protocols import evaluate_run
     from robust_mmr.tasks.config import FinetuneConfig
     from robust_mmr.tasks.retrieval import run_retrieval_finetuning
 
-    data, rt_dir = Path(job.task_data), Path(job.out) / ("probe-retrieve" if frozen else "retrieve")
-    settings = finetune_settings(job, "retrieve", frozen)
+    data, rt_dir = Path(job.task_data), Path(job.out) / ("retrieve" if protocol == "vqa" else f"{protocol}-retrieve")
+    settings = finetune_settings(job, "retrieve", protocol)
     if (done := finished_run(rt_dir, settings)) is not None:
         return {**retrieval_headline(done[1]), **fit_headline(done[0])}
     rt_cfg = FinetuneConfig(**settings)
-    log(f"{job.label}: {'probe' if frozen else 'fine-tuning'} retrieval")
+    log(f"{job.label}: retrieval {protocol}")
     ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(Path(job.out) / "pretrain"), progress=progress)
     full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **_evaluation_settings(job, progress))
     (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")

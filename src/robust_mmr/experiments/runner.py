@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from multiprocessing import get_context
 
-from robust_mmr.experiments.job import Job, read_finished, run_job, vqa_headline, vqa_run_dir
+from robust_mmr.experiments.job import PROTOCOLS, Job, read_finished, run_job, vqa_headline, vqa_run_dir
 from robust_mmr.experiments.logs import log, quiet_lightning
 
 
@@ -32,7 +32,7 @@ def finished_results(jobs: list[Job]) -> list[dict]:
 
 def refresh_headlines(result: dict, job: Job) -> dict:
     """``result`` with every VQA headline recomputed from its run's ``results.json`` where that file exists."""
-    for protocol, _ in job.protocol_runs():
+    for protocol in job.protocol_runs():
         for holdout, head in result.get(protocol, {}).items():
             path = vqa_run_dir(job, protocol, holdout) / "results.json"
             if path.is_file():
@@ -87,7 +87,7 @@ def headline_line(result: dict) -> str:
 
     return "; ".join(f"{key} {holdout or 'standard'}: clean {v['clean']:.3f} held-out {num(v['held_out'])} "
                      f"perturbed {v['perturbed']:.3f} (epoch {v['best_epoch']}/{v['epochs_run']})"
-                     for key in ("vqa", "probe") for holdout, v in result.get(key, {}).items())
+                     for key in PROTOCOLS for holdout, v in result.get(key, {}).items())
 
 
 def _run_logged(job: Job, progress: bool) -> dict:

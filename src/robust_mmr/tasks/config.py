@@ -5,7 +5,11 @@ backbone learning rate of 2e-4 (the encoders are small and far from converged fe
 head at 5x, one warm-up epoch, the learning rate halved after ``lr_patience`` epochs without a
 validation gain and training stopped after ``patience`` such epochs (at ``max_epochs`` at the latest);
 the best validation epoch's weights are kept. ``freeze_backbone`` gives the probe protocol: the
-pre-trained backbone is frozen and only a head on its features is trained.
+pre-trained backbone is frozen and only a head on its features is trained. ``lp_ft`` is linear-probe-then-
+fine-tune (Kumar et al. 2022, "Fine-tuning can distort pretrained features and underperform out-of-
+distribution"): the head is first trained on the frozen backbone's features (as the probe, up to
+``max_epochs``), then everything is fine-tuned from there, so the new head's early gradients do not reshape
+the pre-trained features.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class FinetuneConfig:
     warmup_epochs: int = 1
     grad_clip: float = 1.0
     freeze_backbone: bool = False  # the probe protocol: train a head on frozen pre-trained features
+    lp_ft: bool = False  # linear-probe, then fine-tune everything from that head
     precision: str = "32-true"
     accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
     num_workers: int = 0
@@ -44,5 +49,8 @@ class FinetuneConfig:
                 raise InputError(f"finetune setting {name}: got {getattr(self, name)}; allowed: an integer >= 1")
         if self.lr <= 0 or self.head_lr_multiplier <= 0:
             raise InputError("finetune settings lr and head_lr_multiplier must be > 0")
+        if self.freeze_backbone and self.lp_ft:
+            raise InputError("finetune settings freeze_backbone and lp_ft exclude each other (lp_ft fine-tunes the "
+                             "backbone after its probe stage)")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"finetune setting val_fraction: got {self.val_fraction}; allowed: in (0, 1)")

@@ -9,7 +9,7 @@ use the validation split of the training domains only; the test splits are never
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
@@ -25,7 +25,7 @@ from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_
 from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
 from robust_mmr.tasks.model import PairClassifier
 from robust_mmr.tasks.module import ClassifierModule, fit_keeping_best, selection_summary
-from robust_mmr.tasks.probe import fit_probe
+from robust_mmr.tasks.probe import fit_probe, unfreeze
 from robust_mmr.training.checkpoint import load_pretrained
 
 
@@ -43,8 +43,9 @@ def build_backbone(init: str, preset: str, model_overrides: list[str] | None = N
 def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch", preset: str = "tiny",
                    holdout: Holdout | None = None, vocab_splits: tuple[str, ...] = ("train",),
                    model_overrides: list[str] | None = None, progress: bool = True) -> dict:
-    """Fine-tune on ``data_dir`` (or, with ``cfg.freeze_backbone``, train a probe head on the frozen
-    backbone's features) and write the run to ``out``. Returns the summary (also in ``task.json``)."""
+    """Fine-tune on ``data_dir`` (with ``cfg.freeze_backbone``, train a probe head on the frozen backbone's
+    features; with ``cfg.lp_ft``, that probe first, then fine-tune everything) and write the run to ``out``.
+    Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
     parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.seed)
@@ -52,7 +53,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
-    model = PairClassifier(backbone, len(vocab), features="mean" if cfg.freeze_backbone else "pooled")
+    model = PairClassifier(backbone, len(vocab), features=head_features(cfg))
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
 
@@ -61,13 +62,18 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
                           shuffle=shuffle, collate_fn=collate, num_workers=cfg.num_workers,
                           generator=torch.Generator().manual_seed(cfg.seed))
 
-    if cfg.freeze_backbone:
-        module, seconds = fit_probe(model, loader("train", False), loader("val", False), cfg, out, progress)
-        notes.append("probe: backbone frozen; a head trained on the mean of each fused stream's tokens")
-    else:
+    seconds = 0.0
+    if cfg.freeze_backbone or cfg.lp_ft:
+        probe_cfg = replace(cfg, patience=cfg.max_epochs) if cfg.lp_ft else cfg  # LP-FT: the head to convergence
+        module, seconds = fit_probe(model, loader("train", False), loader("val", False), probe_cfg, out, progress)
+        notes.append(f"{'LP-FT stage 1, ' if cfg.lp_ft else ''}probe: backbone frozen; a head trained on the mean "
+                     f"of each fused stream's tokens (validation {module.best_score:.4f} at epoch {module.best_epoch + 1})")
+    if not cfg.freeze_backbone:
+        if cfg.lp_ft:
+            unfreeze(model.backbone)
         train_loader = loader("train", True)
         module = ClassifierModule(model, cfg, len(train_loader))
-        seconds = fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
+        seconds += fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
     summary = {
         "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None, "data": str(data_dir),
         "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
@@ -77,6 +83,12 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     }
     save_task_run(out, model, run_cfg, summary)
     return summary
+
+
+def head_features(cfg: FinetuneConfig) -> str:
+    """The classifier head's input (:func:`robust_mmr.tasks.model.pair_features`): the probe and LP-FT read the
+    mean fused tokens that every pre-training method trains, full fine-tuning M3AE's pooled pair feature."""
+    return "mean" if cfg.freeze_backbone or cfg.lp_ft else "pooled"
 
 
 def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:
@@ -103,7 +115,6 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
     backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
     if "labels" not in task:
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
-    probe = task["finetune"].get("freeze_backbone", False)
-    model = PairClassifier(backbone, len(task["labels"]), features="mean" if probe else "pooled")
+    model = PairClassifier(backbone, len(task["labels"]), features=head_features(FinetuneConfig(**task["finetune"])))
     model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task

@@ -41,6 +41,13 @@ def freeze(backbone: nn.Module) -> None:
         p.requires_grad_(False)
 
 
+def unfreeze(backbone: nn.Module) -> None:
+    """Gradients and train mode again (the fine-tuning stage of LP-FT)."""
+    backbone.train()
+    for p in backbone.parameters():
+        p.requires_grad_(True)
+
+
 @torch.no_grad()
 def classifier_features(model: PairClassifier, loader: DataLoader) -> list[dict[str, Tensor]]:
     """The classifier's input features of every batch of ``loader``: [{"features": (B, F), "labels": (B,)}]."""
