@@ -193,6 +193,10 @@ def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, t
     stamps = {p: p.stat().st_mtime_ns for p in (root / "pretrain" / "model.safetensors",
                                                 root / "vqa-domain-site-c" / "results.json",
                                                 root / "probe-domain-site-c" / "results.json")}
+    vqa_task = root / "vqa-domain-site-c" / "task.json"
+    recorded = json.loads(vqa_task.read_text())
+    del recorded["finetune"]["lp_ft"]  # as a run made before that setting existed records it
+    vqa_task.write_text(json.dumps(recorded))
     second = run_job(replace(job, probe_finetune={"max_epochs": 2}))
     assert stamps[root / "pretrain" / "model.safetensors"] == (root / "pretrain" / "model.safetensors").stat().st_mtime_ns
     assert stamps[root / "vqa-domain-site-c" / "results.json"] == (
@@ -202,3 +206,8 @@ def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, t
     assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 2
     assert second["vqa"] == first["vqa"] and second["pretrain"] == first["pretrain"]
     assert json.loads((root / "result.json").read_text())["job"]["probe_finetune"] == {"max_epochs": 2}
+    # a run whose training was interrupted after its settings changed keeps no stale evaluation
+    (root / "probe-domain-site-c" / "results.json").unlink()
+    third = run_job(replace(job, probe_finetune={"max_epochs": 1}, protocols=("probe",), threads=2))
+    assert "vqa" in third and list(third["job"]["protocols"]) == ["vqa", "probe"]  # what it ran before is kept
+    assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 1

@@ -160,7 +160,7 @@ def baselines_of(results: list[dict], protocol: str = "vqa",
                  holdouts: tuple[str, ...] | None = None) -> dict[str, tuple[float, float]]:
     """Majority and question-only accuracy (in-domain, held-out), averaged over the hold-outs and the seeds of
     one variant (they depend on the fine-tuning seed's validation carve-out, not on the pre-training)."""
-    ok = [r for r in results if "error" not in r]
+    ok = [r for r in results if "error" not in r and r.get(protocol)]
     if not ok:
         return {}
     runs = [r for r in ok if r["job"]["variant"] == ok[0]["job"]["variant"]]

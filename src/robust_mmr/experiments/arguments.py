@@ -40,9 +40,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="most fine-tuning epochs (early stopping on the validation split usually ends sooner)")
     parser.add_argument("--protocols", nargs="+", choices=("vqa", "probe", "lpft"), default=["vqa", "probe"],
-                        help="VQA full fine-tuning, the probe on the frozen backbone, LP-FT (the probe, then full "
-                             "fine-tuning); a job finished with more protocols serves fewer, one with other "
-                             "protocols reruns only the missing stages")
+                        help="VQA full fine-tuning, the probe on the frozen backbone, LP-FT (a head on the frozen "
+                             "features first, then full fine-tuning); a job finished with more protocols serves "
+                             "fewer, one with other protocols reruns only the missing stages")
     parser.add_argument("--probe-patience", type=int, default=10,
                         help="the probe's early-stopping patience (it trains on cached features: cheap epochs)")
     parser.add_argument("--probe-max-epochs", type=int, default=60)

@@ -47,13 +47,14 @@ def model_card(run_dir: Path, seed_runs: list[Path]) -> str:
     """The Markdown model card of a run."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     task = _json(run_dir / "task.json")  # None for a pre-training run
+    pretrained = task is None or task.get("init") != "scratch"
     if task is None:
         pretrain = _json(run_dir / "summary.json")
-    else:  # the pre-training run it started from, where it still exists (None: trained from scratch)
-        pretrain = None if task.get("init") == "scratch" else _json(Path(task["init"]) / "summary.json")
+    else:  # the pre-training run it started from, where it still exists
+        pretrain = _json(Path(task["init"]) / "summary.json") if pretrained else None
     model = config["model"]
     method = config.get("objective", {}).get("method", "mmr")
-    title = f"robust-mmr {task['task'] if task else 'pre-trained'} model ({method if pretrain else 'no pre-training'})"
+    title = f"robust-mmr {task['task'] if task else 'pre-trained'} model ({method if pretrained else 'no pre-training'})"
     lines = [f"# {title}", "",
              "Made with robust-mmr (Robust Multi-Modal Masked Reconstruction, arXiv 2602.17689). Load it without "
              "unpickling anything: `robust_mmr.tasks.predict.RunPredictor.load(DIR)` (fine-tuned) or "
@@ -63,8 +64,10 @@ def model_card(run_dir: Path, seed_runs: list[Path]) -> str:
              f"text {model['text']['hidden']}-d × {model['text']['layers']} (init `{model['text']['init']}`), "
              f"{model['fusion']['layers']} co-attention fusion layer(s) at {model['fusion']['hidden']}; "
              f"{model['image_size']} px, {model['channels']} channel(s), {model['max_text_length']} text tokens",
-             f"- pre-training method: `{method}`" if pretrain else "- no pre-training (backbone trained from scratch "
-                                                                   "on the task)"]
+             f"- pre-training method: `{method}`" if pretrained else "- no pre-training (backbone trained from "
+                                                                      "scratch on the task)"]
+    if pretrained and pretrain is None:
+        lines += [f"- pre-training: the run `{task['init']}` (its summary is not at that path any more)"]
     if pretrain:
         lines += [f"- pre-training: {pretrain.get('steps')} steps at batch {config['train']['batch_size']} on "
                   f"{pretrain.get('train_pairs')} image–text pairs (`{pretrain.get('data', 'data not recorded')}`), "
@@ -74,7 +77,7 @@ def model_card(run_dir: Path, seed_runs: list[Path]) -> str:
         holdout = task.get("holdout")
         lines += [f"- fine-tuning: task `{task['task']}` on `{task.get('data', 'data not recorded')}` "
                   f"({', '.join(f'{k} {v}' for k, v in task.get('counts', {}).items())} records), "
-                  f"{'probe (frozen backbone)' if ft.get('freeze_backbone') else 'full fine-tuning'}, epoch "
+                  f"{'probe (frozen backbone)' if ft.get('freeze_backbone') else 'LP-FT (head on frozen features, then everything)' if ft.get('lp_ft') else 'full fine-tuning'}, epoch "
                   f"{task.get('best_epoch', -1) + 1} of {task.get('epochs_run', '?')} kept on the validation split; "
                   + (f"held out {holdout['key']}={holdout['value']}" if holdout else "no domain held out")]
     lines += ["", "## Evaluation", ""] + _evaluation_table(run_dir, seed_runs)

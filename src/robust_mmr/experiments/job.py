@@ -5,7 +5,8 @@ The unit that both the demo (:mod:`robust_mmr.experiments.demo`) and the method 
 
 - ``pretrain/``: the pre-training run (preset + overrides + ``train.seed``);
 - ``vqa-<hold-out>/`` (full fine-tuning), ``probe-<hold-out>/`` (a head on the frozen backbone) and
-  ``lpft-<hold-out>/`` (that probe, then full fine-tuning), per protocol in ``protocols``: one VQA run per
+  ``lpft-<hold-out>/`` (a head trained on the frozen backbone's features first, then everything fine-tuned;
+  its own run, under ``finetune``'s settings), per protocol in ``protocols``: one VQA run per
   hold-out (``""``: the dataset's standard split), each with its ``results.json`` (clean, perturbed, missing
   modality and, with a hold-out, the held-out domain);
 - ``retrieve/`` and ``probe-retrieve/`` with ``retrieval``: ITC retrieval, clean and perturbed (ΔMR);
@@ -24,8 +25,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +74,8 @@ class Job:
 
 # Job fields that do not change a job's results: a finished job is reused whatever they are.
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
+# Where and how fast a job runs, not what it computes: results made on a GPU are read back on a CPU.
+EXECUTION_KEYS = tuple(f"config.train.{k}" for k in ("accelerator", "devices", "num_nodes", "strategy", "num_workers"))
 # Job fields whose change reruns only the stages they touch (a finished job with more protocols than asked for
 # serves the request as it is).
 STAGE_FIELDS = ("protocols", "probe_finetune")
@@ -97,8 +101,12 @@ def run_job(job: Job, progress: bool = False) -> dict:
     if finished is not None:
         return finished
     root = Path(job.out)
+    previous = _json(root / "result.json")  # finished with other stages (read_finished checked the rest)
+    if previous is not None:  # keep what it ran: its matching stages are reused below
+        ran = set(previous["job"].get("protocols", Job.__dataclass_fields__["protocols"].default)) | set(job.protocols)
+        job = replace(job, protocols=tuple(k for k in PROTOCOLS if k in ran))
     root.mkdir(parents=True, exist_ok=True)
-    (root / "job.json").write_text(json.dumps(asdict(job), indent=2) + "\n", encoding="utf-8")
+    write_json(root / "job.json", asdict(job))
     torch.set_num_threads(job.threads)
     start = time.perf_counter()
     cfg = load_config(job.preset, pretrain_overrides(job))
@@ -114,7 +122,7 @@ def run_job(job: Job, progress: bool = False) -> dict:
         for key in (k for k in job.protocol_runs() if k in RETRIEVAL_KEY):
             result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, key, progress)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    (root / "result.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(root / "result.json", result)
     return result
 
 
@@ -144,9 +152,15 @@ def finished_run(run_dir: Path, settings: dict) -> tuple[dict, dict] | None:
     from robust_mmr.tasks.config import FinetuneConfig
 
     task, results = _json(run_dir / "task.json"), _json(run_dir / "results.json")
-    if task is None or results is None or task.get("finetune") != asdict(FinetuneConfig(**settings)):
+    if task is None or results is None:
         return None
-    return task, results
+    recorded = {**asdict(FinetuneConfig()), **task["finetune"]}  # a field the run predates takes its default
+    return (task, results) if recorded == asdict(FinetuneConfig(**settings)) else None
+
+
+def start_run(run_dir: Path) -> None:
+    """Before (re)training in ``run_dir``: its old evaluation must not outlive the run it described."""
+    (run_dir / "results.json").unlink(missing_ok=True)
 
 
 def _evaluation_settings(job: Job, progress: bool) -> dict:
@@ -167,12 +181,13 @@ def finetune_and_evaluate(job: Job, protocol: str, holdout: str, progress: bool)
     if (done := finished_run(ft_dir, settings)) is not None:
         return {**vqa_headline(done[1]), **fit_headline(done[0])}
     ft_cfg = FinetuneConfig(**settings)
+    start_run(ft_dir)
     log(f"{job.label}: VQA {protocol}, {holdout or 'standard split'}")
     ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
                         holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
     log(f"{job.label}: evaluating {ft_dir.name}")
     full = evaluate_run(ft_dir, data, seed=0, **_evaluation_settings(job, progress))
-    (ft_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    write_json(ft_dir / "results.json", full)
     return {**vqa_headline(full), **fit_headline(ft)}
 
 
@@ -187,10 +202,11 @@ def retrieve_and_evaluate(job: Job, protocol: str, progress: bool) -> dict:
     if (done := finished_run(rt_dir, settings)) is not None:
         return {**retrieval_headline(done[1]), **fit_headline(done[0])}
     rt_cfg = FinetuneConfig(**settings)
+    start_run(rt_dir)
     log(f"{job.label}: retrieval {protocol}")
     ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(Path(job.out) / "pretrain"), progress=progress)
     full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **_evaluation_settings(job, progress))
-    (rt_dir / "results.json").write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+    write_json(rt_dir / "results.json", full)
     return {**retrieval_headline(full), **fit_headline(ft)}
 
 
@@ -250,8 +266,8 @@ def read_finished(job: Job) -> dict | None:
             if differs:
                 raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
                                  "use another --out or remove that run")
-            if path.name == "result.json" and (not set(wanted["protocols"]) <= set(found["protocols"])
-                                               or found["probe_finetune"] != wanted["probe_finetune"]):
+            other_probe = "probe" in wanted["protocols"] and found["probe_finetune"] != wanted["probe_finetune"]
+            if path.name == "result.json" and (not set(wanted["protocols"]) <= set(found["protocols"]) or other_probe):
                 return None  # finished with other stages: rerun the job, reusing the stages that match
     path = root / "result.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -267,8 +283,9 @@ def comparable(spec: dict) -> dict:
     defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(Job)
                 if f.default is not MISSING or f.default_factory is not MISSING}
     out = json.loads(json.dumps({**defaults, **spec}))
-    cfg = asdict(load_config(out.pop("preset"), out.pop("overrides")))  # its train.seed is the job's seed
-    out.update(_flatten(cfg, "config"))
+    cfg = asdict(load_config(out.pop("preset"), out.pop("overrides")))  # train.seed: the job's own ``seed`` field
+    out.update({k: v for k, v in _flatten(cfg, "config").items() if k not in EXECUTION_KEYS})
+    out["finetune"] = {k: v for k, v in out["finetune"].items() if k not in ("accelerator", "num_workers")}
     return out
 
 
@@ -284,3 +301,11 @@ def _flatten(tree: dict, prefix: str) -> dict:
 
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` as JSON atomically (a temp file renamed over ``path``): a killed job leaves the old file or
+    the new one, never half of one."""
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    os.replace(temp, path)

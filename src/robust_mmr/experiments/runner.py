@@ -32,8 +32,8 @@ def finished_results(jobs: list[Job]) -> list[dict]:
 
 def refresh_headlines(result: dict, job: Job) -> dict:
     """``result`` with every VQA headline recomputed from its run's ``results.json`` where that file exists."""
-    for protocol in job.protocol_runs():
-        for holdout, head in result.get(protocol, {}).items():
+    for protocol in (key for key in PROTOCOLS if key in result):
+        for holdout, head in result[protocol].items():
             path = vqa_run_dir(job, protocol, holdout) / "results.json"
             if path.is_file():
                 head.update(vqa_headline(json.loads(path.read_text(encoding="utf-8"))))
@@ -47,19 +47,20 @@ def run_jobs(jobs: list[Job], parallel: int = 1, progress: bool = False) -> list
     log(f"{len(jobs)} jobs ({len(done)} already finished), {parallel} at a time")
     results = []
     pool = None
-    if parallel <= 1:
-        finished = (_run_logged(job, progress) for job in jobs)
-    else:
-        pool = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
-        futures = {pool.submit(_run_logged, job, False): job for job in jobs}
-        finished = (_result_of(f, futures[f]) for f in as_completed(futures))
     previous = signal.signal(signal.SIGTERM, _stop)  # `kill` of this process ends its workers too
     try:
-        for i, result in enumerate(finished, 1):
+        if parallel <= 1:
+            finished = ((job, _run_logged(job, progress)) for job in jobs)
+        else:
+            pool = ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn"))
+            futures = {pool.submit(_run_logged, job, False): job for job in jobs}
+            finished = ((futures[f], _result_of(f, futures[f])) for f in as_completed(futures))
+        for i, (job, result) in enumerate(finished, 1):
             label = f"{result['job']['variant']} seed {result['job']['seed']}"
             if "error" in result:
                 log(f"[{i}/{len(jobs)}] {label} FAILED:\n{result['error']}")
             else:
+                result = refresh_headlines(result, job)  # as --summary-only would read it
                 log(f"[{i}/{len(jobs)}] {label} ({result.get('seconds', 0):.0f} s): {headline_line(result)}")
             results.append(result)
     except BaseException:

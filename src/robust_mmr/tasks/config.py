@@ -52,5 +52,7 @@ class FinetuneConfig:
         if self.freeze_backbone and self.lp_ft:
             raise InputError("finetune settings freeze_backbone and lp_ft exclude each other (lp_ft fine-tunes the "
                              "backbone after its probe stage)")
+        if self.lp_ft and self.task == "retrieve":
+            raise InputError("finetune setting lp_ft applies to vqa and classify, not to retrieval")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"finetune setting val_fraction: got {self.val_fraction}; allowed: in (0, 1)")

@@ -53,7 +53,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
-    model = PairClassifier(backbone, len(vocab), features=head_features(cfg))
+    model = PairClassifier(backbone, len(vocab), features=head_features(asdict(cfg)))
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
 
@@ -85,10 +85,11 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     return summary
 
 
-def head_features(cfg: FinetuneConfig) -> str:
-    """The classifier head's input (:func:`robust_mmr.tasks.model.pair_features`): the probe and LP-FT read the
+def head_features(settings: dict) -> str:
+    """The classifier head's input (:func:`robust_mmr.tasks.model.pair_features`) for fine-tuning ``settings``
+    (a FinetuneConfig as a dict, as ``task.json`` records it, older runs included): the probe and LP-FT read the
     mean fused tokens that every pre-training method trains, full fine-tuning M3AE's pooled pair feature."""
-    return "mean" if cfg.freeze_backbone or cfg.lp_ft else "pooled"
+    return "mean" if settings.get("freeze_backbone") or settings.get("lp_ft") else "pooled"
 
 
 def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:
@@ -115,6 +116,6 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
     backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
     if "labels" not in task:
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
-    model = PairClassifier(backbone, len(task["labels"]), features=head_features(FinetuneConfig(**task["finetune"])))
+    model = PairClassifier(backbone, len(task["labels"]), features=head_features(task["finetune"]))
     model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task

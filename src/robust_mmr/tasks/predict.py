@@ -83,7 +83,10 @@ class RunPredictor:
     def predict(self, rows: list[dict], root: str | Path = ".", top_k: int = 3,
                 gallery: list[str] | None = None) -> list[dict]:
         """One result per row, in order: the answer or label with its top-k probabilities, or for retrieval
-        the top-k captions of ``gallery`` (default: the rows' texts) with their similarities; or ``error``."""
+        the top-k captions of ``gallery`` (default: the texts of the rows that could be read) with their
+        similarities; or ``error``."""
+        if top_k < 1:
+            raise InputError(f"top_k must be at least 1, got {top_k}")
         results, ready = [], []
         for i, row in enumerate(rows):
             entry = {"row": i, **{k: row.get(k) for k in ("image", TEXT_FIELD[self.task]) if k in row}}
@@ -97,7 +100,7 @@ class RunPredictor:
             if problem is not None:
                 entry["error"] = problem
             else:
-                ready.append((entry, pixels, str(row.get(TEXT_FIELD[self.task], ""))))
+                ready.append((entry, pixels, str(row.get(TEXT_FIELD[self.task]) or "")))
             results.append(entry)
         if self.task == "retrieve":
             self._rank(ready, gallery if gallery is not None else [text for _, _, text in ready if text], top_k)
