@@ -15,6 +15,8 @@ def log(message: str) -> None:
 def quiet_lightning() -> None:
     """Keep the output to the experiment's own progress lines: Lightning's per-fit banners and tips, and two
     harmless warnings (a deprecation inside Lightning, short epochs vs the logging interval), are hidden."""
+    import lightning.pytorch  # noqa: F401  (importing it sets its loggers to INFO: quiet them after that)
+
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
