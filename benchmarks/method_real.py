@@ -64,7 +64,7 @@ from robust_mmr.experiments.arguments import (
     threads_per_job,
     training_overrides,
 )
-from robust_mmr.experiments.job import Job
+from robust_mmr.experiments.job import PROTOCOL_NAMES, Job
 from robust_mmr.experiments.logs import log
 from robust_mmr.experiments.runner import finished_results, run_jobs
 
@@ -83,7 +83,6 @@ MAX_TEXT_LENGTH = 40
 # organs), batch 64: VQA-RAD folds train on ~2,000 QA (~30 steps an epoch), the standard split on ~2,750.
 FINETUNE = {"batch_size": 64, "patience": 4}
 STANDARD = ""  # the hold-out value of the standard (MEVF) train/test split: nothing held out
-PROTOCOL_NAMES = {"vqa": "full fine-tuning", "probe": "probe", "lpft": "LP-FT"}
 # per-held-out-organ table: (headline key, column title)
 ORGAN_METRICS = (("clean", "in-domain"), ("clean_open", "in-dom. open"), ("clean_closed", "in-dom. closed"),
                  ("held_out", "held-out"), ("held_out_open", "held-out open"),

@@ -37,6 +37,7 @@ from robust_mmr.experiments.logs import log
 
 # protocol (its result key and folder prefix) → the FinetuneConfig flags it sets
 PROTOCOLS: dict[str, dict] = {"vqa": {}, "probe": {"freeze_backbone": True}, "lpft": {"lp_ft": True}}
+PROTOCOL_NAMES = {"vqa": "full fine-tuning", "probe": "probe", "lpft": "LP-FT"}
 FINETUNE_SEED_OFFSET = 100
 
 
@@ -182,7 +183,7 @@ def finetune_and_evaluate(job: Job, protocol: str, holdout: str, progress: bool)
         return {**vqa_headline(done[1]), **fit_headline(done[0])}
     ft_cfg = FinetuneConfig(**settings)
     start_run(ft_dir)
-    log(f"{job.label}: VQA {protocol}, {holdout or 'standard split'}")
+    log(f"{job.label}: VQA {PROTOCOL_NAMES[protocol]}, {holdout or 'standard split'}")
     ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
                         holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
     log(f"{job.label}: evaluating {ft_dir.name}")
@@ -203,7 +204,7 @@ def retrieve_and_evaluate(job: Job, protocol: str, progress: bool) -> dict:
         return {**retrieval_headline(done[1]), **fit_headline(done[0])}
     rt_cfg = FinetuneConfig(**settings)
     start_run(rt_dir)
-    log(f"{job.label}: retrieval {protocol}")
+    log(f"{job.label}: retrieval {PROTOCOL_NAMES[protocol]}")
     ft = run_retrieval_finetuning(rt_cfg, data, rt_dir, init=str(Path(job.out) / "pretrain"), progress=progress)
     full = evaluate_run(rt_dir, data, protocols=("clean", "perturbed"), seed=0, **_evaluation_settings(job, progress))
     write_json(rt_dir / "results.json", full)
