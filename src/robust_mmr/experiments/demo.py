@@ -13,6 +13,7 @@ into the same folder reuses the finished jobs.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,17 +44,20 @@ class ExperimentPlan:
     finetune_batch: int = 64
     methods: tuple[str, ...] = METHODS
     pretrain_overrides: tuple[str, ...] = ("train.lr=0.0005", "train.warmup_steps=10")
+    precision: str = "bf16-mixed"  # pre-training and fine-tuning (CPU autocast: 1.2-1.6x faster, BENCHMARKS.md)
+    parallel: int = 2  # jobs at a time, the machine's cores shared between them
 
 
 PLANS = {
     # gaussian_noise, gaussian_blur, contrast_down, jpeg, bias_field are training corruptions;
     # impulse_noise and pixelate are held out of training (role "eval").
-    "full": ExperimentPlan(n_images=600, pretrain_images=900, pretrain_steps=100, finetune_epochs=15,
-                           finetune_patience=3, seeds=(0, 1, 2),
+    # sized to the README's budget on 2 CPU cores: full ≤ 15 minutes, quick ≤ 3 (measured in BENCHMARKS.md)
+    "full": ExperimentPlan(n_images=450, pretrain_images=900, pretrain_steps=60, finetune_epochs=10,
+                           finetune_patience=2, seeds=(0, 1, 2),
                            corruptions=("gaussian_noise", "gaussian_blur", "contrast_down", "jpeg", "bias_field",
                                         "impulse_noise", "pixelate"),
                            text_perturbations=("keyboard_typo", "synonym", "word_drop", "abbreviate"),
-                           severities=(1, 3, 5), max_eval_items=300),
+                           severities=(1, 3, 5), max_eval_items=200),
     "quick": ExperimentPlan(n_images=240, pretrain_images=300, pretrain_steps=30, finetune_epochs=6,
                             finetune_patience=2, seeds=(0,), corruptions=("gaussian_noise", "jpeg", "pixelate"),
                             text_perturbations=("keyboard_typo",), severities=(1, 5), max_eval_items=120),
@@ -63,14 +67,16 @@ PLANS = {
 def plan_jobs(plan: ExperimentPlan, out: Path, pretrain_data: Path, data: Path) -> list[Job]:
     """One job per method and seed, in that order."""
     overrides = (f"model.image_size={plan.image_size}", f"train.max_steps={plan.pretrain_steps}",
-                 f"train.batch_size={plan.pretrain_batch}", "train.num_workers=0", *plan.pretrain_overrides)
+                 f"train.batch_size={plan.pretrain_batch}", "train.num_workers=0", f"train.precision={plan.precision}",
+                 *plan.pretrain_overrides)
     finetune = {"max_epochs": plan.finetune_epochs, "patience": plan.finetune_patience,
-                "batch_size": plan.finetune_batch}
+                "batch_size": plan.finetune_batch, "precision": plan.precision}
+    threads = max(1, (os.cpu_count() or 1) // plan.parallel)
     return [Job(variant=method, overrides=(f"objective.method={method}", *overrides), seed=seed,
                 pretrain_data=str(pretrain_data), task_data=str(data), out=str(out / "runs" / method / f"seed{seed}"),
                 holdouts=(plan.holdout,), finetune=finetune, corruptions=plan.corruptions,
                 text_perturbations=plan.text_perturbations, severities=plan.severities,
-                max_eval_items=plan.max_eval_items, preset=plan.preset, protocols=("vqa",))
+                max_eval_items=plan.max_eval_items, preset=plan.preset, protocols=("vqa",), threads=threads)
             for method in plan.methods for seed in plan.seeds]
 
 
@@ -88,7 +94,7 @@ def run_experiment(plan: ExperimentPlan, out: Path, progress: bool = False) -> P
     key, value = plan.holdout.split("=", 1)
     pretrain_data = training_domain_pairs(corpus, out / "pretrain_data", key, value)
     jobs = plan_jobs(plan, out, pretrain_data, data)
-    results = run_jobs(jobs, parallel=1, progress=progress)
+    results = run_jobs(jobs, parallel=plan.parallel, progress=progress)
     failed = [r["job"]["variant"] + f" seed {r['job']['seed']}" for r in results if "error" in r]
     if failed:
         raise RuntimeError(f"demo jobs failed: {', '.join(failed)} (tracebacks above)")
