@@ -1,6 +1,6 @@
 """``robust-mmr report``: aggregate evaluated runs into results.json, report.md and PNG plots (DESIGN §4).
 
-Runs are grouped by pre-training method (and held-out domain) and aggregated over fine-tuning seeds;
+Runs are grouped by pre-training method (and held-out domain) and aggregated over their seeds;
 see :mod:`~robust_mmr.evaluation.report_aggregate` for the numbers, :mod:`~robust_mmr.evaluation.report_tables`
 for the Markdown and :mod:`~robust_mmr.evaluation.report_plots` for the figures.
 """

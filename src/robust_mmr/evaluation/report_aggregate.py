@@ -1,4 +1,4 @@
-"""Load ``results.json`` files of evaluated runs and aggregate them per method over fine-tuning seeds.
+"""Load ``results.json`` files of evaluated runs and aggregate them per method over seeds.
 
 Runs are grouped by (pre-training method, held-out domain): runs trained without a domain form their
 own group per domain, since their training data differ. Every aggregated number is a *stat*::

@@ -70,7 +70,7 @@ def plot_severity(groups: list[dict], target: str, out: Path, styles: dict[str, 
     handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="outside upper center", ncol=min(len(handles), 4), fontsize=8,
                frameon=False, title=f"Accuracy vs severity: {TARGET_TITLES[target]} "
-                                    "(mean over fine-tuning runs, band ±1 std)", title_fontsize=10)
+                                    "(mean over runs, band ±1 std)", title_fontsize=10)
     _save(fig, out)
 
 

@@ -71,7 +71,7 @@ def _header(report: dict, command: str) -> str:
     lines = [f"# robust-mmr report: {report['task']}", "",
              f"Produced by `{command}` from {len(report['inputs'])} evaluated run(s), listed at the end.", "",
              "Numbers are test accuracies (fraction correct). Each is the mean ± sample standard deviation over "
-             "the fine-tuning runs (seeds) of a method; *runs* says how many, *test items* how many test items "
+             "the runs (seeds: pre-training or fine-tuning) of a method; *runs* says how many, *test items* how many test items "
              "each run was scored on. A number from a single run shows the bootstrap 95% CI over test items in "
              "brackets where the evaluation recorded one (clean and held-out accuracy); other single-run numbers "
              "carry no spread. RR under perturbation is acc_perturbed / acc_clean per run; across domains it is "
