@@ -218,25 +218,25 @@ def run(args: argparse.Namespace, command: str) -> None:
                  f"train.warmup_steps={max(1, args.steps // 20)}", *training_overrides(args)]
     finetune = {**FINETUNE, "max_epochs": args.finetune_epochs, "accelerator": args.accelerator}
     loo = tuple(f"{HOLDOUT_KEY}={organ}" for organ in organs)
+    splits = {"loo": (f"Leave one organ out (mean over the {len(loo)} folds)", loo),
+              "standard": ("Standard split (MEVF train/test)", (STANDARD,))}
     jobs = [Job(variant=name, overrides=(*overrides, *extra), seed=seed, pretrain_data=str(data / "pretrain"),
                 task_data=str(data / "vqa_rad"), out=str(args.out / "runs" / name / f"seed{seed}"),
-                holdouts=(*loo, STANDARD), finetune=finetune,
+                holdouts=tuple(h for s in args.splits for h in splits[s][1]), finetune=finetune,
                 corruptions=CORRUPTIONS, text_perturbations=TEXT_PERTURBATIONS, severities=SEVERITIES,
                 max_eval_items=args.max_eval_items, retrieval=False, threads=threads_per_job(args), preset=args.model,
                 protocols=tuple(args.protocols), probe_finetune=probe_settings(args))
             for seed in args.seeds for name, extra in variants.items()]
     results = finished_results(jobs) if args.summary_only else run_jobs(jobs, args.parallel)
     title = (f"Real-data method benchmark: VQA-Med-2019 captions ({prepared['pretrain']['images']} images) → "
-             f"VQA-RAD, leave one organ out ({', '.join(organs)}); {args.model} backbone at {image_size} px, "
+             f"VQA-RAD: {'; '.join(splits[s][0] for s in args.splits)}; {args.model} backbone at {image_size} px, "
              f"{args.steps} pre-training steps at batch {args.batch}")
-    sections = tuple(Section(f"{split}, {name}", protocol, holdouts) for split, holdouts in
-                     ((f"Leave one organ out (mean over the {len(loo)} folds)", loo),
-                      ("Standard split (MEVF train/test)", (STANDARD,)))
-                     for protocol, name in PROTOCOL_NAMES.items())
+    sections = tuple(Section(f"{heading}, {name}", protocol, holdouts) for heading, holdouts in
+                     (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items())
     path = write_summary(results, args.out, list(variants), title, command, sections)
     with path.open("a", encoding="utf-8") as fh:
         for protocol, name in PROTOCOL_NAMES.items():
-            if any(protocol in r for r in results):
+            if "loo" in args.splits and any(protocol in r for r in results):
                 fh.write(organ_tables(results, list(variants), organs, protocol, name))
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     add_common_arguments(bench)
     bench.add_argument("--image-size", type=int, default=None, help="model input size (default: the prepared size)")
     bench.add_argument("--lr", type=float, default=3e-4, help="pre-training learning rate")
+    bench.add_argument("--splits", nargs="+", choices=("loo", "standard"), default=["loo", "standard"],
+                       help="VQA-RAD splits to fine-tune on: leave one organ out (3 folds), the standard split")
     args = parser.parse_args(argv)
     try:
         if args.stage == "prepare":

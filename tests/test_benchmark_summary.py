@@ -46,6 +46,15 @@ def test_gap_in_std_uses_the_larger_spread():
     assert report_methods.gap_in_std([0.6, 0.6], [0.5, 0.5])[1] == math.inf
 
 
+def test_a_single_seed_shows_no_spread_and_no_gap_in_std():
+    results = [_result("mmr", 0, [0.4]), _result("robust-mmr", 0, [0.6])]
+    summary = report_methods.aggregate(results, ["mmr", "robust-mmr"])
+    assert math.isnan(summary["gaps"]["robust-mmr"]["mmr"]["held_out"]["in_std"])
+    text = report_methods.markdown(summary, {"question-only": (0.3, math.nan)})
+    assert "±" not in text and "inf" not in text and "nan" not in text
+    assert "+0.200 (1 seed)" in text and "question-only 0.300 / –" in text
+
+
 def test_aggregate_averages_holdouts_then_seeds_and_skips_failures():
     results = [_result("mmr", 0, [0.4, 0.6]), _result("mmr", 1, [0.6, 0.8]),
                _result("robust-mmr", 0, [0.9, 0.9]), _result("robust-mmr", 1, [0.8, 1.0]),

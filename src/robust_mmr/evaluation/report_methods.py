@@ -51,9 +51,12 @@ def collect(results: list[dict], protocol: str = "vqa",
 
 
 def gap_in_std(a: list[float], b: list[float]) -> tuple[float, float]:
-    """(mean(a) − mean(b), that gap in units of the larger of the two sample std)."""
+    """(mean(a) − mean(b), that gap in units of the larger of the two sample std); the second is NaN when
+    either side has a single value (no spread to measure the gap against)."""
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     spread, gap = max(sa, sb), ma - mb
+    if min(len(a), len(b)) < 2:
+        return gap, math.nan
     if spread > 0:
         return gap, gap / spread
     return gap, 0.0 if gap == 0 else math.copysign(math.inf, gap)
@@ -92,9 +95,22 @@ def format_values(values: list[float]) -> str:
 
 
 def _cell(stat: dict | None, digits: int = 3) -> str:
+    """``mean ± std``; the value alone for a single seed (it has no spread)."""
     if stat is None:
         return "–"
+    if stat["n"] < 2:
+        return f"{stat['mean']:.{digits}f}"
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _gap_cell(gap: dict) -> str:
+    """``+gap (+in std)``, or ``+gap (1 seed)`` where there is no spread to measure it against."""
+    spread = "1 seed" if math.isnan(gap["in_std"]) else f"{gap['in_std']:+.1f}"
+    return f"{gap['gap']:+.3f} ({spread})"
+
+
+def _baseline(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:.3f}"
 
 
 DIGITS = {"best_epoch": 1, "r1": 3, "mr": 1, "delta_mr_image": 2, "delta_mr_text": 2}  # table cell precision
@@ -135,7 +151,7 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
         lines.append("| " + " | ".join([v, str(n[v]), *cells, "yes" if ok[v] else "**no: not measurable**"]) + " |")
     if baselines:
         lines += ["", "Baselines on the same items (in-domain / held-out): " + ", ".join(
-            f"{name} {vals[0]:.3f} / {vals[1]:.3f}" for name, vals in baselines.items())]
+            f"{name} {_baseline(vals[0])} / {_baseline(vals[1])}" for name, vals in baselines.items())]
     if any("r1" in m for m in stats.values()):
         headers = ["variant", *(t for _, t in RETRIEVAL_METRICS)]
         lines += ["", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -149,7 +165,7 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
                 if not (ok[v] and ok.get(c, False)):
                     cells = ["not measurable"] * len(GAP_KEYS)
                 else:
-                    cells = [f"{gaps[k]['gap']:+.3f} ({gaps[k]['in_std']:+.1f})" if k in gaps else "–" for k in GAP_KEYS]
+                    cells = [_gap_cell(gaps[k]) if k in gaps else "–" for k in GAP_KEYS]
                 lines.append("| " + " | ".join([v, c, *cells]) + " |")
         lines += ["", "Gap = mean(variant) − mean(control); in std = gap / the larger of the two seed std. "
                   "The target is > +2 on held-out domain and perturbed accuracy against both controls."]
