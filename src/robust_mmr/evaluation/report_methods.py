@@ -199,10 +199,9 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     summaries = {name: s for name, s in summaries.items() if s["variants"]}
-    first = next(iter(summaries.values()))
     keys = [k for k in ("clean", "seen_corruptions", "unseen_corruptions", "perturbed_text", "held_out",
                         "image_removed") if any(k in m for s in summaries.values() for m in s["variants"].values())]
-    variants = list(first["variants"])
+    variants = list(dict.fromkeys(v for s in summaries.values() for v in s["variants"]))  # a variant some section ran
     width = 0.8 / len(variants)
     fig, axes = plt.subplots(len(summaries), 1, figsize=(1.6 * len(keys) + 2, 3.4 * len(summaries) + 0.8),
                              squeeze=False)
