@@ -19,7 +19,8 @@ CHEST, ABD: trained on the other two) and evaluates clean, under image corruptio
 used in training), text perturbations, with a modality removed and on the held-out organ. Output:
 ``<out>/summary.md`` (the tables of :mod:`robust_mmr.evaluation.report_methods` averaged over organs, then one table per held-out
 organ with open / closed / overall accuracy, both RRs and the majority and question-only baselines),
-``summary.json``, ``summary.png`` and every run under ``<out>/runs``.
+``summary.json``, ``summary.png`` and every run under ``<out>/runs``. ``--splits loo`` or ``--splits standard``
+runs one of the two VQA-RAD settings only (default: both).
 The held-out organ is held out of fine-tuning only: pre-training sees VQA-Med-2019 images of every organ
 (the VQA-RAD test images themselves are removed from it), unlike the synthetic benchmark, whose held-out
 site is never pre-trained on.

@@ -11,7 +11,8 @@ from robust_mmr.cli.tables import format_table
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="synthetic data → pre-train mmr / mmr-aug / robust-mmr → VQA → report")
-    p.add_argument("--quick", action="store_true", help="a smaller run (1 seed, fewer steps): about 1.5 minutes on 2 cores")
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller run (1 seed, fewer steps): about 1.5 minutes on 2 cores")
     p.add_argument("--out", type=Path, default=None,
                    help="output directory (default runs/demo, or runs/demo-quick with --quick); a rerun into it "
                         "reuses the finished jobs")

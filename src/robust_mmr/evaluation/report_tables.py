@@ -71,11 +71,11 @@ def _header(report: dict, command: str) -> str:
     lines = [f"# robust-mmr report: {report['task']}", "",
              f"Produced by `{command}` from {len(report['inputs'])} evaluated run(s), listed at the end.", "",
              "Numbers are test accuracies (fraction correct). Each is the mean ± sample standard deviation over "
-             "the runs (seeds: pre-training or fine-tuning) of a method; *runs* says how many, *test items* how many test items "
-             "each run was scored on. A number from a single run shows the bootstrap 95% CI over test items in "
-             "brackets where the evaluation recorded one (clean and held-out accuracy); other single-run numbers "
-             "carry no spread. RR under perturbation is acc_perturbed / acc_clean per run; across domains it is "
-             "1 − (iid − ood) / iid."]
+             "the runs (seeds: pre-training or fine-tuning) of a method; *runs* says how many, *test items* how many "
+             "test items each run was scored on. A number from a single run shows the bootstrap 95% CI over test "
+             "items in brackets where the evaluation recorded one (clean and held-out accuracy); other single-run "
+             "numbers carry no spread. RR under perturbation is acc_perturbed / acc_clean per run; across domains "
+             "it is 1 − (iid − ood) / iid."]
     held = {g["held_out"] for g in report["groups"]}
     if held == {None}:
         lines += ["", "All runs were trained on every domain."]
