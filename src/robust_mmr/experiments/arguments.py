@@ -8,9 +8,10 @@ adds more (a sweep point, say).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from robust_mmr.experiments.runner import cores_per_job
 
 ROBUST = "objective.method=robust-mmr"
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -57,7 +58,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def threads_per_job(args: argparse.Namespace) -> int:
-    return args.threads or max(1, (os.cpu_count() or 1) // max(1, args.parallel))
+    return args.threads or cores_per_job(args.parallel)
 
 
 def resolve_variants(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:

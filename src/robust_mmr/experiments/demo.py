@@ -13,7 +13,6 @@ into the same folder reuses the finished jobs.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from robust_mmr.config import METHODS
 from robust_mmr.experiments.datasets import DOWNSTREAM_SEED, PRETRAIN_SEED, synthetic_set, training_domain_pairs
 from robust_mmr.experiments.job import Job, vqa_run_dir
 from robust_mmr.experiments.logs import log, quiet_lightning
-from robust_mmr.experiments.runner import run_jobs
+from robust_mmr.experiments.runner import cores_per_job, run_jobs
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def plan_jobs(plan: ExperimentPlan, out: Path, pretrain_data: Path, data: Path) 
                  *plan.pretrain_overrides)
     finetune = {"max_epochs": plan.finetune_epochs, "patience": plan.finetune_patience,
                 "batch_size": plan.finetune_batch, "precision": plan.precision}
-    threads = max(1, (os.cpu_count() or 1) // plan.parallel)
+    threads = cores_per_job(plan.parallel)
     return [Job(variant=method, overrides=(f"objective.method={method}", *overrides), seed=seed,
                 pretrain_data=str(pretrain_data), task_data=str(data), out=str(out / "runs" / method / f"seed{seed}"),
                 holdouts=(plan.holdout,), finetune=finetune, corruptions=plan.corruptions,

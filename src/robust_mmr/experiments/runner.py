@@ -7,6 +7,7 @@ run in spawned processes (safe with CUDA), each with its own torch thread count 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 import traceback
@@ -16,6 +17,11 @@ from multiprocessing import get_context
 
 from robust_mmr.experiments.job import PROTOCOLS, Job, read_finished, run_job, vqa_headline, vqa_run_dir
 from robust_mmr.experiments.logs import log, quiet_lightning
+
+
+def cores_per_job(parallel: int) -> int:
+    """Torch threads for each of ``parallel`` jobs run at once: the machine's cores shared between them."""
+    return max(1, (os.cpu_count() or 1) // max(1, parallel))
 
 
 def finished_results(jobs: list[Job]) -> list[dict]:
