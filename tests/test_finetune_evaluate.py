@@ -76,6 +76,8 @@ def test_finetune_writes_a_loadable_run(finetuned, synth_dir):
     model, tokenizer, cfg, task = load_finetuned(finetuned)
     assert task["holdout"] == {"key": "domain", "value": "site-c"} and cfg.model.image_size == 64
     assert task["counts"]["test_ood"] > 0 and 0 <= task["best_val_accuracy"] <= 1
+    assert task["finetune"]["precision"] == "auto"  # the default, resolved from the hardware and recorded
+    assert task["precision"]["resolved"] in ("32-true", "bf16-mixed") and task["precision"]["cpu_capability"]
 
 
 def test_predictor_reuse_matches_a_plain_forward(finetuned, synth_dir):
@@ -95,6 +97,9 @@ def test_predictor_reuse_matches_a_plain_forward(finetuned, synth_dir):
     b, _ = predictor.hits(Cell(image=("gaussian_noise", 5)))
     assert np.array_equal(a, b) and params["image"]["corruption"] == "gaussian_noise"
     assert np.array_equal(predictor.hits(Cell())[0], hits)
+    # bf16 autocast (the rule's choice on a native-bf16 CPU) agrees with fp32 on nearly every item
+    bf16 = Predictor(model, tokenizer, vocab, synth_dir, records, batch_size=16, precision="bf16-mixed")
+    assert (bf16.predict(Cell())[0] == predictor.predict(Cell())[0]).mean() >= 0.9
 
 
 def test_evaluate_cli_writes_every_protocol(finetuned, synth_dir, capsys):
@@ -102,6 +107,7 @@ def test_evaluate_cli_writes_every_protocol(finetuned, synth_dir, capsys):
                  "--text-perturbations", "keyboard_typo", "--severities", "1,5"]) == 0
     results = json.loads((finetuned / "results.json").read_text())
     assert results["method"] == "scratch"
+    assert results["precision"]["requested"] == "auto" and results["precision"]["resolved"] in ("32-true", "bf16-mixed")
     cells = results["perturbed"]["cells"]
     assert len(cells) == 2 * 2 + 1 * 2 + 1 * 2  # image cells + text cells + paired cells
     assert all("seed" in c and c["example_params"] for c in cells)

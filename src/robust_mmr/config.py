@@ -24,7 +24,7 @@ from robust_mmr.errors import InputError
 PRESETS = ("tiny", "demo", "small", "base")
 METHODS = ("mmr", "mmr-aug", "robust-mmr")  # the pre-training methods (robust_mmr.objectives.pretrain)
 IMAGE_MODALITIES = ("xray", "ct", "mri", "us", "generic")  # image-corruption registries (robust_mmr.perturbations)
-PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
 ON_BAD_SAMPLE = ("skip", "fail")
@@ -146,7 +146,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_steps: int = 10
     grad_clip: float = 1.0
-    precision: str = "32-true"  # or "bf16-mixed"
+    precision: str = "auto"  # from the hardware (robust_mmr.hardware), or a Lightning precision such as 32-true
     num_workers: int = 1
     seed: int = 0
     log_every: int = 10

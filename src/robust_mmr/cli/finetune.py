@@ -10,6 +10,7 @@ from pathlib import Path
 from robust_mmr.cli.tables import format_table
 from robust_mmr.config import PRESETS, settings_from_overrides
 from robust_mmr.evaluation.ranking import DIRECTIONS
+from robust_mmr.hardware import describe
 from robust_mmr.tasks.config import TASKS, FinetuneConfig
 
 
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--modality", default="generic")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (perturbation draws)")
     e.add_argument("--max-items", type=int, help="evaluate a fixed random subset of the test items")
+    e.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
+                   help="inference precision (auto: bf16 only where the CPU has native bf16, else fp32)")
     e.add_argument("--reference", type=Path,
                    help="an evaluated reference run (dir or results.json): adds corruption errors CE / mCE")
     e.add_argument("--out", type=Path, help="results JSON (default RUN/results.json)")
@@ -109,7 +112,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         corruptions=args.corruptions.split(",") if args.corruptions else None,
         text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
         severities=tuple(int(s) for s in args.severities.split(",")), modality=args.modality,
-        max_items=args.max_items)
+        max_items=args.max_items, precision=args.precision)
+    print(describe(results["precision"]))
     if reference is not None and "perturbed" in results and results["task"] != "retrieve":
         results["perturbed"]["corruption_error"] = {"reference": str(args.reference),
                                                     **corruption_errors(results["perturbed"]["cells"], reference)}

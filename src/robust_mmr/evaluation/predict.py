@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.hardware import FP32, autocast
 from robust_mmr.model.mmr_model import MMRModel
 from robust_mmr.perturbations.image.api import corrupt_image
 from robust_mmr.perturbations.text import perturb_text
@@ -38,8 +39,9 @@ class Predictor:
     """Predicts the records' classes under :class:`Cell` conditions; caches clean encodings."""
 
     def __init__(self, model: PairClassifier, tokenizer, vocab: LabelVocab, root: Path, records: list[TaskRecord],
-                 seed: int = 0, batch_size: int = 64):
+                 seed: int = 0, batch_size: int = 64, precision: str = FP32):
         self.model, self.tokenizer, self.vocab = model.eval(), tokenizer, vocab
+        self.precision = precision  # a resolved precision (robust_mmr.hardware): bf16 autocast or fp32
         self.root, self.records, self.seed, self.batch_size = Path(root), records, seed, batch_size
         cfg = model.backbone.cfg
         self.size, self.channels, self.max_length = cfg.image_size, cfg.channels, cfg.max_text_length
@@ -59,6 +61,10 @@ class Predictor:
     @torch.no_grad()
     def predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
         """Predicted class per record (N,) under ``cell``, and the sampled parameters of one example."""
+        with autocast(self.precision):
+            return self._predict(cell)
+
+    def _predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
         example: dict = {}
         if cell.image is None:
             self._clean_images = self._clean_images or self._encode_images(None, example)

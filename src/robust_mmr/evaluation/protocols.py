@@ -30,6 +30,7 @@ from robust_mmr.evaluation.metrics import (
 from robust_mmr.evaluation.predict import Cell, Predictor
 from robust_mmr.evaluation.protocol_common import PROTOCOLS, check_protocols, pretraining_method, subsample
 from robust_mmr.evaluation.retrieval import RETRIEVAL_PROTOCOLS, evaluate_retrieval_run
+from robust_mmr.hardware import precision_record
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
@@ -44,12 +45,13 @@ __all__ = ["PROTOCOLS", "corruption_errors", "evaluate_run"]
 def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PROTOCOLS, seed: int = 0,
                  corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                  severities: tuple[int, ...] = SEVERITIES, modality: str = "generic", max_items: int | None = None,
-                 progress: bool = True) -> dict:
-    """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict."""
+                 progress: bool = True, precision: str = "auto") -> dict:
+    """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict.
+    ``precision``: the model's at inference (``auto``: from the hardware, :mod:`robust_mmr.hardware`)."""
     if is_retrieval_run(run_dir):
         protocols = RETRIEVAL_PROTOCOLS if protocols == PROTOCOLS else protocols  # "all" means all that apply
         return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
-                                      modality, max_items, progress)
+                                      modality, max_items, progress, precision=precision)
     check_protocols(protocols)
     model, tokenizer, _, task = load_finetuned(run_dir)
     vocab = LabelVocab(tuple(task["labels"]))
@@ -57,11 +59,13 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     records = load_task_records(data_dir, task["task"])
     parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
     test = subsample(parts["test"], max_items)
-    predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed)
+    precision_used = precision_record(precision, "cpu")
+    predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed, precision=precision_used["resolved"])
     closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in test])
     results: dict = {"run": str(run_dir), "task": task["task"], "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
-                     "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum())}
+                     "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum()),
+                     "precision": precision_used}
 
     clean_pred, _ = predictor.predict(Cell())
     clean_hits = clean_pred == predictor.labels
@@ -90,7 +94,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
         }
     if "cross-domain" in protocols and holdout is not None:
         ood = subsample(parts["test_ood"], max_items)
-        ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed)
+        ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed, precision=predictor.precision)
         ood_hits, _ = ood_pred.hits(Cell())
         ood_closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in ood])
         ood_acc = accuracy_breakdown(ood_hits, ood_closed)

@@ -29,6 +29,7 @@ from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import bootstrap_ci
 from robust_mmr.evaluation.ranking import DIRECTIONS, both_directions, group_images, retrieval_ranks
 from robust_mmr.evaluation.predict import encode_images, encode_texts
+from robust_mmr.hardware import FP32, autocast, precision_record
 from robust_mmr.evaluation.protocol_common import check_protocols, pretraining_method, subsample
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
@@ -57,8 +58,9 @@ class RetrievalEncoder:
     """
 
     def __init__(self, model: RetrievalModel, tokenizer, root: Path, records: list[ImageTextRecord], seed: int = 0,
-                 batch_size: int = 256):
+                 batch_size: int = 256, precision: str = FP32):
         self.model, self.tokenizer, self.records = model.eval(), tokenizer, records
+        self.precision = precision  # encoders under autocast at a resolved bf16 precision; ranking always in fp32
         self.seed, self.batch_size = seed, batch_size
         cfg = model.backbone.cfg
         self.size, self.channels, self.max_length = cfg.image_size, cfg.channels, cfg.max_text_length
@@ -71,9 +73,10 @@ class RetrievalEncoder:
     def encode_images(self, corruption: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if corruption is None and "image" in self._clean:
             return self._clean["image"]
-        tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
-                                      self.channels, self.batch_size, example)
-        out = Encoded(tokens, valid, self.model.image_embedding(tokens))
+        with autocast(self.precision):
+            tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed,
+                                          self.size, self.channels, self.batch_size, example)
+            out = Encoded(tokens, valid, self.model.image_embedding(tokens).float())
         if corruption is None:
             self._clean["image"] = out
         return out
@@ -82,9 +85,10 @@ class RetrievalEncoder:
     def encode_texts(self, perturbation: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if perturbation is None and "text" in self._clean:
             return self._clean["text"]
-        tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
-                                     perturbation, self.seed, self.max_length, self.batch_size, example)
-        out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid))
+        with autocast(self.precision):
+            tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
+                                         perturbation, self.seed, self.max_length, self.batch_size, example)
+            out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid).float())
         if perturbation is None:
             self._clean["text"] = out
         return out
@@ -109,19 +113,22 @@ class RetrievalEncoder:
         step = self.batch_size
         for start in range(0, len(image_idx), step):
             i, t = image_idx[start:start + step], text_idx[start:start + step]
-            scores.append(self.model.match_logits(images.tokens[i], images.valid[i], texts.tokens[t], texts.valid[t]))
+            with autocast(self.precision):
+                scores.append(self.model.match_logits(images.tokens[i], images.valid[i], texts.tokens[t],
+                                                      texts.valid[t]).float())
         return torch.cat(scores)
 
 
 def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...], seed: int = 0,
                            corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                            severities: tuple[int, ...] = SEVERITIES, modality: str = "generic",
-                           max_items: int | None = None, progress: bool = True, rerank_k: int = RERANK_K) -> dict:
+                           max_items: int | None = None, progress: bool = True, rerank_k: int = RERANK_K,
+                           precision: str = "auto") -> dict:
     """Evaluate the retrieval run in ``run_dir`` on the test pairs of ``data_dir``; returns the results dict.
 
     ``corruptions`` / ``text_perts``: None means every registered one (an empty list: none).
     ``rerank_k``: ITM re-ranking of the top-k on the clean test set when the backbone has an ITM head
-    (0: off). Perturbed cells rank by ITC only.
+    (0: off). Perturbed cells rank by ITC only. ``precision``: the encoders' (``auto``: from the hardware).
     """
     check_protocols(protocols)
     if "missing" in protocols:
@@ -133,10 +140,12 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
     test = subsample(parts["test"], max_items)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
-    encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed)
+    precision_used = precision_record(precision, "cpu")
+    encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed, precision=precision_used["resolved"])
     results: dict = {"run": str(run_dir), "task": "retrieve", "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
-                     "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": []}
+                     "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": [],
+                     "precision": precision_used}
     clean_images, clean_texts = encoder.encode_images(), encoder.encode_texts()
     clean_ranks = encoder.ranks(clean_images, clean_texts)
     clean = both_directions(clean_ranks)
@@ -165,12 +174,13 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
             results["notes"].append("cross-domain: the run was fine-tuned with no domain held out (finetune "
                                     "--holdout KEY=VALUE); nothing to evaluate")
         else:
-            results["cross_domain"] = cross_domain_ranking(model, tokenizer, data_dir, parts, holdout, max_items, seed)
+            results["cross_domain"] = cross_domain_ranking(model, tokenizer, data_dir, parts, holdout, max_items, seed,
+                                                           precision_used["resolved"])
     return results
 
 
 def cross_domain_ranking(model: RetrievalModel, tokenizer, data_dir: Path, parts: dict, holdout: Holdout,
-                         max_items: int | None, seed: int) -> dict:
+                         max_items: int | None, seed: int, precision: str = FP32) -> dict:
     """The held-out domain's test pairs ranked among themselves, and the in-domain reference: a fixed subset of
     the in-domain test pairs as large as the held-out set (capped at ``max_items``), so both galleries have the
     same size. ΔMR_domain = MR_ood − MR_iid per direction and averaged; R@1 RR = R@1_ood / R@1_iid."""
@@ -180,7 +190,7 @@ def cross_domain_ranking(model: RetrievalModel, tokenizer, data_dir: Path, parts
                          f"{holdout.value}; found {len(parts['test'])} and {len(parts['test_ood'])}")
     metrics = {}
     for name, records in (("iid", subsample(parts["test"], n)), ("ood", subsample(parts["test_ood"], n))):
-        encoder = RetrievalEncoder(model, tokenizer, data_dir, records, seed=seed)
+        encoder = RetrievalEncoder(model, tokenizer, data_dir, records, seed=seed, precision=precision)
         metrics[name] = both_directions(encoder.ranks(encoder.encode_images(), encoder.encode_texts()))
     delta = {d: metrics["ood"][d]["mean_rank"] - metrics["iid"][d]["mean_rank"] for d in DIRECTIONS}
     delta["mean"] = float(np.mean([delta[d] for d in DIRECTIONS]))

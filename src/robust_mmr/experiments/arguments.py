@@ -78,9 +78,8 @@ def resolve_variants(args: argparse.Namespace) -> dict[str, tuple[str, ...]]:
 
 def training_overrides(args: argparse.Namespace) -> list[str]:
     """Pre-training overrides from the common arguments (the backbone is the ``--model`` preset)."""
-    precision = "bf16-mixed" if args.accelerator != "cpu" else "32-true"
     return [f"train.max_steps={args.steps}", f"train.batch_size={args.batch}", f"train.num_workers={args.workers}",
-            f"train.accelerator={args.accelerator}", f"train.precision={precision}",
+            f"train.accelerator={args.accelerator}", "train.precision=auto",
             f"train.checkpoint_every={args.steps}"]  # one checkpoint, at the end
 
 

@@ -22,6 +22,7 @@ from robust_mmr.experiments.datasets import DOWNSTREAM_SEED, PRETRAIN_SEED, synt
 from robust_mmr.experiments.job import Job, vqa_run_dir
 from robust_mmr.experiments.logs import log, quiet_lightning
 from robust_mmr.experiments.runner import cores_per_job, run_jobs
+from robust_mmr.hardware import describe, precision_record
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class ExperimentPlan:
     finetune_batch: int = 64
     methods: tuple[str, ...] = METHODS
     pretrain_overrides: tuple[str, ...] = ("train.lr=0.0005", "train.warmup_steps=10")
-    precision: str = "bf16-mixed"  # pre-training and fine-tuning (CPU autocast: 1.2-1.6x faster, BENCHMARKS.md)
+    precision: str = "auto"  # bf16 autocast where the CPU has native bf16, fp32 elsewhere (robust_mmr.hardware)
     parallel: int = 2  # jobs at a time, the machine's cores shared between them
 
 
@@ -87,7 +88,10 @@ def run_experiment(plan: ExperimentPlan, out: Path, progress: bool = False) -> P
         quiet_lightning()
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps(asdict(plan), indent=2) + "\n", encoding="utf-8")
+    precision = precision_record(plan.precision)
+    log(describe(precision))
+    (out / "plan.json").write_text(json.dumps({**asdict(plan), "precision_used": precision}, indent=2) + "\n",
+                                   encoding="utf-8")
     data = synthetic_set(out / "data", plan.n_images, plan.image_size, DOWNSTREAM_SEED)
     corpus = synthetic_set(out / "pretrain_corpus", plan.pretrain_images, plan.image_size, PRETRAIN_SEED)
     key, value = plan.holdout.split("=", 1)

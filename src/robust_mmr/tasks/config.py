@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from robust_mmr.config import PRECISIONS
 from robust_mmr.errors import InputError
 
 TASKS = ("vqa", "classify", "retrieve")
@@ -35,7 +36,7 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     freeze_backbone: bool = False  # the probe protocol: train a head on frozen pre-trained features
     lp_ft: bool = False  # linear-probe, then fine-tune everything from that head
-    precision: str = "32-true"
+    precision: str = "auto"  # from the hardware (robust_mmr.hardware), or a Lightning precision
     accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
     num_workers: int = 0
     seed: int = 0
@@ -54,5 +55,7 @@ class FinetuneConfig:
                              "backbone after its probe stage)")
         if self.lp_ft and self.task == "retrieve":
             raise InputError("finetune setting lp_ft applies to vqa and classify, not to retrieval")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"finetune setting precision: got {self.precision!r}; allowed: one of {', '.join(PRECISIONS)}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"finetune setting val_fraction: got {self.val_fraction}; allowed: in (0, 1)")

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from robust_mmr.config import RunConfig, load_config, save_config
 from robust_mmr.errors import InputError
+from robust_mmr.hardware import describe, precision_record
 from robust_mmr.model import build_model
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_records, record_target, split_records
@@ -79,8 +80,10 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
         "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
         "finetune": asdict(cfg), "best_val_accuracy": round(module.best_score, 4), **selection_summary(module),
         "counts": {k: len(v) for k, v in parts.items()}, "seconds": seconds,
+        "precision": precision_record(cfg.precision, cfg.accelerator),
         "notes": notes,
     }
+    notes.append(describe(summary["precision"]))
     save_task_run(out, model, run_cfg, summary)
     return summary
 

@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
+from robust_mmr.hardware import resolve_precision
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.training.optim import PlateauSchedule, adamw
 
@@ -111,7 +112,8 @@ def fit_keeping_best(module: FinetuneModule, train_loader: DataLoader, val_loade
     epoch into ``module.model`` and say which epoch that was. Returns the seconds spent."""
     out.mkdir(parents=True, exist_ok=True)
     stop = EarlyStopping(monitor=SCORE, mode="max", patience=cfg.patience, check_finite=False)
-    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_epochs=cfg.max_epochs, precision=cfg.precision,
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=1, max_epochs=cfg.max_epochs,
+                        precision=resolve_precision(cfg.precision, cfg.accelerator),
                         gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"), enable_checkpointing=False,
                         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
                         num_sanity_val_steps=0, callbacks=[stop])

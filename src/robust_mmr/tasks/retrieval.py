@@ -20,6 +20,7 @@ from robust_mmr.config import RunConfig
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
+from robust_mmr.hardware import describe, precision_record
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import Holdout, TaskDataset, split_records
 from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
@@ -98,7 +99,9 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
         "temperature": round(1.0 / model.logit_scale().item(), 4),
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
         "seconds": seconds, "notes": notes,
+        "precision": precision_record(cfg.precision, cfg.accelerator),
     }
+    notes.append(describe(summary["precision"]))
     save_task_run(out, model, run_cfg, summary)
     return summary
 

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from robust_mmr.config import RunConfig, save_config
 from robust_mmr.errors import InputError
+from robust_mmr.hardware import describe, precision_record
 from robust_mmr.training.checkpoint import ExportWeights, SafeCheckpointIO, remove_stale_temp_files
 from robust_mmr.training.data import PretrainDataModule
 from robust_mmr.training.module import NonFiniteLossError, PretrainModule
@@ -49,6 +50,9 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
     module = PretrainModule(cfg)
     data = PretrainDataModule(data_dir, cfg.model, cfg.objective, cfg.train, module.tokenizer)
     last = run_dir / "checkpoints" / "last.ckpt"
+    precision = precision_record(cfg.train.precision, cfg.train.accelerator)
+    if is_rank_zero:
+        print(describe(precision), flush=True)
     callbacks = [
         ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                         every_n_train_steps=cfg.train.checkpoint_every),
@@ -58,7 +62,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-        strategy=_strategy(cfg.train.strategy), precision=cfg.train.precision, max_steps=cfg.train.max_steps,
+        strategy=_strategy(cfg.train.strategy), precision=precision["resolved"], max_steps=cfg.train.max_steps,
         gradient_clip_val=cfg.train.grad_clip, log_every_n_steps=cfg.train.log_every,
         logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per attempt: a resume keeps earlier logs
         callbacks=callbacks, plugins=[SafeCheckpointIO()],
@@ -84,6 +88,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         "data": str(data_dir),
         "train_pairs": len(data.train_set),
         "world_size": trainer.world_size,
+        "precision": precision,
         "weights": str(run_dir / "model.safetensors"),
         # decode-time skips live on each rank; gathering needs the process group, gone after a stop
         **summarise_skipped(data.train_set.skipped + (module.skipped if stopped else
