@@ -61,10 +61,6 @@ class Predictor:
     @torch.no_grad()
     def predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
         """Predicted class per record (N,) under ``cell``, and the sampled parameters of one example."""
-        with autocast(self.precision):
-            return self._predict(cell)
-
-    def _predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
         example: dict = {}
         if cell.image is None:
             self._clean_images = self._clean_images or self._encode_images(None, example)
@@ -81,27 +77,29 @@ class Predictor:
             sl = slice(start, start + self.batch_size)
             idx = self.image_index[sl]
             n = idx.numel()
-            fused = self.model.backbone.fuse(
-                images[0][idx], images[1][idx], texts[0][sl], texts[1][sl],
-                torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text))
-            predictions.append(self.model.classify(fused).argmax(-1))
+            with autocast(self.precision):
+                fused = self.model.backbone.fuse(
+                    images[0][idx], images[1][idx], texts[0][sl], texts[1][sl],
+                    torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text))
+                predictions.append(self.model.classify(fused).argmax(-1))
         return (torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)), example
 
     def _encode_images(self, corruption: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         return encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
-                             self.channels, self.batch_size, example)
+                             self.channels, self.batch_size, example, self.precision)
 
     def _encode_texts(self, perturbation: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         items = [(r.id, record_text(r)) for r in self.records]
         return encode_texts(self.model.backbone, self.tokenizer, items, perturbation, self.seed, self.max_length,
-                            self.batch_size, example)
+                            self.batch_size, example, self.precision)
 
 
 def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[str],
                   corruption: tuple[str, int] | None, seed: int, size: int, channels: int, batch_size: int,
-                  example: dict | None = None) -> tuple[Tensor, Tensor]:
+                  example: dict | None = None, precision: str = FP32) -> tuple[Tensor, Tensor]:
     """Unimodal tokens (U, 1 + N, D) and validity of the decoded ``images`` (by path), each corrupted once with
-    ``corruption`` (replayable per (seed, image path)); the first image's sampled parameters go into ``example``."""
+    ``corruption`` (replayable per (seed, image path)); the first image's sampled parameters go into ``example``.
+    The encoder runs at ``precision`` (a resolved one); corruptions always run in their own fp32 code."""
     tokens, valid = [], []
     for start in range(0, len(images), batch_size):
         batch = []
@@ -112,14 +110,16 @@ def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[s
                 if example is not None:
                     example.setdefault("image", params)
             batch.append(image_to_tensor(array, size, channels))
-        t, v = backbone.encode_image(torch.stack(batch))
+        with autocast(precision):
+            t, v = backbone.encode_image(torch.stack(batch))
         tokens.append(t)
         valid.append(v)
     return torch.cat(tokens), torch.cat(valid)
 
 
 def encode_texts(backbone: MMRModel, tokenizer, items: list[tuple[str, str]], perturbation: tuple[str, int] | None,
-                 seed: int, max_length: int, batch_size: int, example: dict | None = None) -> tuple[Tensor, Tensor]:
+                 seed: int, max_length: int, batch_size: int, example: dict | None = None,
+                 precision: str = FP32) -> tuple[Tensor, Tensor]:
     """Unimodal tokens (T, L, D) and validity of ``items`` ((record id, text) pairs), each text perturbed once with
     ``perturbation`` (replayable per (seed, record id)); the first perturbation goes into ``example``."""
     texts = []
@@ -134,7 +134,8 @@ def encode_texts(backbone: MMRModel, tokenizer, items: list[tuple[str, str]], pe
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], padding="max_length", truncation=True,
                         max_length=max_length, return_tensors="pt")
-        t, v = backbone.encode_text(enc["input_ids"], enc["attention_mask"])
+        with autocast(precision):
+            t, v = backbone.encode_text(enc["input_ids"], enc["attention_mask"])
         tokens.append(t)
         valid.append(v)
     return torch.cat(tokens), torch.cat(valid)

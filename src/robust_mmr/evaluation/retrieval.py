@@ -73,9 +73,9 @@ class RetrievalEncoder:
     def encode_images(self, corruption: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if corruption is None and "image" in self._clean:
             return self._clean["image"]
+        tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
+                                      self.channels, self.batch_size, example, self.precision)
         with autocast(self.precision):
-            tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed,
-                                          self.size, self.channels, self.batch_size, example)
             out = Encoded(tokens, valid, self.model.image_embedding(tokens).float())
         if corruption is None:
             self._clean["image"] = out
@@ -85,9 +85,9 @@ class RetrievalEncoder:
     def encode_texts(self, perturbation: tuple[str, int] | None = None, example: dict | None = None) -> Encoded:
         if perturbation is None and "text" in self._clean:
             return self._clean["text"]
+        tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
+                                     perturbation, self.seed, self.max_length, self.batch_size, example, self.precision)
         with autocast(self.precision):
-            tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
-                                         perturbation, self.seed, self.max_length, self.batch_size, example)
             out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid).float())
         if perturbation is None:
             self._clean["text"] = out
@@ -136,7 +136,8 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
                          f"with its modality removed has nothing to rank by; choose from {', '.join(RETRIEVAL_PROTOCOLS)}")
     model, tokenizer, _, task = load_retrieval(run_dir)
     holdout = Holdout(**task["holdout"]) if task.get("holdout") else None
-    parts, _ = split_records(load_pairs(data_dir), holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
+    parts, _ = split_records(load_pairs(data_dir), holdout, task["finetune"]["val_fraction"],
+                             task["finetune"].get("val_carve", "auto"))
     test = subsample(parts["test"], max_items)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
