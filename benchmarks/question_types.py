@@ -38,7 +38,7 @@ def run_accuracy(run_dir: Path, data: Path, split: str, cells: dict[str, Cell], 
     model, tokenizer, _, task = load_finetuned(run_dir)
     holdout = Holdout(**task["holdout"]) if task["holdout"] else None
     parts, _ = split_records(load_task_records(data, task["task"]), holdout, task["finetune"]["val_fraction"],
-                             task["finetune"]["seed"])
+                             task["finetune"].get("val_carve", "auto"))
     records = parts[split]
     types = np.array([str(r.meta.get(key, "?")) for r in records])
     predictor = Predictor(model, tokenizer, LabelVocab(tuple(task["labels"])), data, records, seed=0)

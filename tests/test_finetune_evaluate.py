@@ -37,13 +37,32 @@ def test_vocab_normalises_and_marks_unknown_answers():
 def test_split_keeps_the_held_out_domain_out_of_training_and_carves_val_by_image():
     records = [_vqa(f"{d}{i}{q}", f"{d}{i}.png", "Q?", "yes", split, d)
                for d in "abc" for i, split in enumerate(["train"] * 8 + ["test"] * 2) for q in range(2)]
-    parts, notes = split_records(records, Holdout("domain", "c"), val_fraction=0.25, seed=0)
+    parts, notes = split_records(records, Holdout("domain", "c"), val_fraction=0.25)
     assert {r.meta["domain"] for k in ("train", "val", "test") for r in parts[k]} == {"a", "b"}
     assert {r.meta["domain"] for r in parts["test_ood"]} == {"c"} and len(parts["test_ood"]) == 4
     assert not {r.image for r in parts["train"]} & {r.image for r in parts["val"]}
-    assert any("carved" in n for n in notes)
+    assert any("carved" in n and "by image" in n for n in notes)  # auto: the test images are not training images
     with pytest.raises(InputError, match="no test records with domain=z"):
-        split_records(records, Holdout("domain", "z"), 0.25, 0)
+        split_records(records, Holdout("domain", "z"), 0.25)
+
+
+def test_validation_is_carved_by_question_where_test_images_are_training_images_and_is_seed_free():
+    """VQA-RAD's standard split asks its test questions about training images: validation then takes single
+    questions (no image leaves training), never a test item, and the same ones whatever the fine-tuning seed."""
+    records = [_vqa(f"q{i}-{q}", f"img{i}.png", f"Q{q}?", "yes", "train") for i in range(20) for q in range(5)]
+    records += [_vqa(f"t{i}", f"img{i}.png", "Other?", "no", "test") for i in range(0, 20, 2)]
+    parts, notes = split_records(records, None, val_fraction=0.2)
+    assert len(parts["val"]) == 20 and len(parts["train"]) == 80
+    assert {r.image for r in parts["train"]} == {f"img{i}.png" for i in range(20)}  # every image still trains
+    assert not {r.id for r in parts["val"]} & {r.id for r in parts["test"]}
+    assert all(r.split == "train" for r in parts["val"])
+    assert any("by question" in n for n in notes)
+    again, _ = split_records(list(reversed(records)), None, val_fraction=0.2)
+    assert {r.id for r in again["val"]} == {r.id for r in parts["val"]}  # order- and seed-independent
+    by_image, _ = split_records(records, None, val_fraction=0.2, carve="image")
+    assert not {r.image for r in by_image["train"]} & {r.image for r in by_image["val"]}
+    with pytest.raises(InputError, match="validation carve"):
+        split_records(records, None, 0.2, carve="by-site")
 
 
 def test_baselines():
@@ -100,6 +119,9 @@ def test_predictor_reuse_matches_a_plain_forward(finetuned, synth_dir):
     # bf16 autocast (the rule's choice on a native-bf16 CPU) agrees with fp32 on nearly every item
     bf16 = Predictor(model, tokenizer, vocab, synth_dir, records, batch_size=16, precision="bf16-mixed")
     assert (bf16.predict(Cell())[0] == predictor.predict(Cell())[0]).mean() >= 0.9
+    for corruption in ("pixelate", "zoom_blur", "jpeg"):  # corruptions run in fp32 whatever the model's precision
+        assert (bf16.predict(Cell(image=(corruption, 3)))[0] == predictor.predict(Cell(image=(corruption, 3)))[0]
+                ).mean() >= 0.8
 
 
 def test_evaluate_cli_writes_every_protocol(finetuned, synth_dir, capsys):

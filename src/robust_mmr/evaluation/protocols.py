@@ -57,7 +57,8 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     vocab = LabelVocab(tuple(task["labels"]))
     holdout = Holdout(**task["holdout"]) if task["holdout"] else None
     records = load_task_records(data_dir, task["task"])
-    parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"], task["finetune"]["seed"])
+    parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"],
+                             task["finetune"].get("val_carve", "auto"))
     test = subsample(parts["test"], max_items)
     precision_used = precision_record(precision, "cpu")
     predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed, precision=precision_used["resolved"])

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from robust_mmr.config import PRECISIONS
 from robust_mmr.errors import InputError
 
+VAL_CARVES = ("auto", "question", "image")  # tasks.data.split_records
+
 TASKS = ("vqa", "classify", "retrieve")
 
 
@@ -40,7 +42,8 @@ class FinetuneConfig:
     accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
     num_workers: int = 0
     seed: int = 0
-    val_fraction: float = 0.1  # carved from train (by image) when the data has no val split
+    val_fraction: float = 0.1  # carved from train when the data has no val split
+    val_carve: str = "auto"  # question | image | auto (question where test images are training images)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -57,5 +60,7 @@ class FinetuneConfig:
             raise InputError("finetune setting lp_ft applies to vqa and classify, not to retrieval")
         if self.precision not in PRECISIONS:
             raise InputError(f"finetune setting precision: got {self.precision!r}; allowed: one of {', '.join(PRECISIONS)}")
+        if self.val_carve not in VAL_CARVES:
+            raise InputError(f"finetune setting val_carve: got {self.val_carve!r}; allowed: {', '.join(VAL_CARVES)}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"finetune setting val_fraction: got {self.val_fraction}; allowed: in (0, 1)")

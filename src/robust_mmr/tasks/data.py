@@ -17,6 +17,7 @@ from robust_mmr.data.images import load_image, resolve_image_path
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
 from robust_mmr.errors import InputError
+from robust_mmr.tasks.config import VAL_CARVES
 from robust_mmr.tasks.labels import LabelVocab
 from robust_mmr.data.images import image_to_tensor
 
@@ -59,13 +60,24 @@ class Holdout:
         return str(record.meta[self.key]) == self.value
 
 
+CARVE_SEED = 0  # the validation carve is the same for every fine-tuning seed
+
+
 def split_records(records: list[TaskRecord], holdout: Holdout | None, val_fraction: float,
-                  seed: int) -> tuple[dict[str, list[TaskRecord]], list[str]]:
+                  carve: str = "auto") -> tuple[dict[str, list[TaskRecord]], list[str]]:
     """train / val / test (in-domain) / test_ood (held-out domain) record lists, plus notes on what was done.
 
-    Training and validation only ever see training domains. Without a val split, ``val_fraction`` of
-    the training images (all questions of an image together) is carved out, seeded.
+    Training and validation only ever see training domains. Without a val split, ``val_fraction`` of the
+    training records is carved out as validation, the same for every seed (:data:`CARVE_SEED`):
+
+    - ``question``: single questions. Right where the test images are training images (VQA-RAD's standard
+      split: validation then asks new questions about seen images, as the test does, and no image is lost
+      to training);
+    - ``image``: whole images (all questions of an image together). Right where test images are unseen;
+    - ``auto``: ``question`` when any in-domain test image is also a training image, else ``image``.
     """
+    if carve not in VAL_CARVES:
+        raise InputError(f"validation carve {carve!r}: choose one of {', '.join(VAL_CARVES)}")
     notes = []
     seen = [r for r in records if holdout is None or not holdout.is_held_out(r)]
     parts = {s: [r for r in seen if r.split == s] for s in ("train", "val", "test")}
@@ -75,16 +87,31 @@ def split_records(records: list[TaskRecord], holdout: Holdout | None, val_fracti
             raise InputError(f"no test records with {holdout.key}={holdout.value}")
         notes.append(f"held out {holdout.key}={holdout.value}: {len(parts['test_ood'])} test records never trained on")
     if not parts["val"]:
-        images = sorted({r.image for r in parts["train"]})
-        rng = np.random.default_rng(seed)
-        val_images = set(rng.choice(images, size=max(1, int(len(images) * val_fraction)), replace=False).tolist())
-        parts["val"] = [r for r in parts["train"] if r.image in val_images]
-        parts["train"] = [r for r in parts["train"] if r.image not in val_images]
-        notes.append(f"no val split in the data: carved {len(val_images)} training images "
-                     f"({len(parts['val'])} records) out as validation (seed {seed})")
+        if carve == "auto":
+            shared = {r.image for r in parts["test"]} & {r.image for r in parts["train"]}
+            carve = "question" if shared else "image"
+        parts["train"], parts["val"] = carve_validation(parts["train"], val_fraction, carve)
+        unit = "questions" if carve == "question" else "images"
+        n_units = len(parts["val"]) if carve == "question" else len({r.image for r in parts["val"]})
+        notes.append(f"no val split in the data: carved {n_units} training {unit} ({len(parts['val'])} records) out "
+                     f"as validation, by {carve}, the same for every seed (carve seed {CARVE_SEED})")
     if not parts["train"]:
         raise InputError("no training records left")
     return parts, notes
+
+
+def carve_validation(train: list[TaskRecord], fraction: float,
+                     by: str) -> tuple[list[TaskRecord], list[TaskRecord]]:
+    """(train, val): a seeded ``fraction`` of the records (``by="question"``) or of the images with all their
+    records (``by="image"``), in the records' order, at least one unit."""
+    rng = np.random.default_rng(CARVE_SEED)
+    if by == "question":
+        ids = sorted(r.id for r in train)
+        chosen = set(rng.choice(ids, size=max(1, int(len(ids) * fraction)), replace=False).tolist())
+        return [r for r in train if r.id not in chosen], [r for r in train if r.id in chosen]
+    images = sorted({r.image for r in train})
+    chosen = set(rng.choice(images, size=max(1, int(len(images) * fraction)), replace=False).tolist())
+    return [r for r in train if r.image not in chosen], [r for r in train if r.image in chosen]
 
 
 class TaskDataset(Dataset):

@@ -49,7 +49,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
-    parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.seed)
+    parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.val_carve)
     vocab_source = [r for r in records if r.split in vocab_splits and (holdout is None or not holdout.is_held_out(r))]
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")

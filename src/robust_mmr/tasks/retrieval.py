@@ -68,7 +68,7 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     in ``task.json``). ``preset`` and ``model_overrides`` (``model.*=...``) build a scratch backbone;
     ``holdout`` leaves a domain out of training and validation (for the cross-domain protocol)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    parts, notes = split_records(load_pairs(data_dir), holdout, cfg.val_fraction, cfg.seed)
+    parts, notes = split_records(load_pairs(data_dir), holdout, cfg.val_fraction, cfg.val_carve)
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
     dim = run_cfg.model.projection_dim
     model = RetrievalModel(backbone, dim)
