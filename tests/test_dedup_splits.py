@@ -13,7 +13,7 @@ from robust_mmr.cli.main import main
 from robust_mmr.data.dedup import DEFAULT_MAX_DISTANCE, REASON_HASH, REASON_ID, dhash, hamming, remove_test_overlaps
 from robust_mmr.data.manifest import read_manifest, write_records
 from robust_mmr.data.schema import ImageTextRecord, VQARecord
-from robust_mmr.data.splits import holdout_split
+from robust_mmr.data.splits import holdout_split, image_disjoint_split
 from robust_mmr.data.synthetic import sample_image
 from robust_mmr.data.validate import validate_dataset
 
@@ -103,3 +103,38 @@ def test_val_carved_by_image_when_source_has_none(tmp_path):
     assert card["val"]["images"] == 2 and "carved" in card["val"]["policy"]
     again, _ = holdout_split({"vqa": records}, "organ", "HEAD", val_fraction=0.25, seed=3)
     assert again == split
+
+
+def test_image_disjoint_split_keeps_every_test_image_out_of_training(tmp_path):
+    """Like VQA-RAD: native test questions are asked about training images; the image-disjoint split moves whole
+    images (every record on them) to test, per organ, so no test image is a training image."""
+    records = [VQARecord(f"q{i}-{j}", f"images/{i}.png", f"q{j}", "a", "open", "test" if j == 0 else "train",
+                         {"organ": ("HEAD", "CHEST", "ABD")[i % 3]}) for i in range(30) for j in range(4)]
+    split, card = image_disjoint_split({"vqa": records}, "organ", test_fraction=0.2, seed=0)
+    recs = split["vqa"]
+    train_images = {r.image for r in recs if r.split == "train"}
+    test_images = {r.image for r in recs if r.split == "test"}
+    assert test_images and not train_images & test_images
+    assert len(recs) == len(records)  # nothing dropped: native test questions on training images now train
+    assert {r.meta["organ"] for r in recs if r.split == "test"} == {"HEAD", "CHEST", "ABD"}
+    assert card["test_images"] == len(test_images) == 6  # 20% of the 10 images of each organ
+    assert all(len([r for r in recs if r.image == image]) == 4 for image in test_images)
+    again, card2 = image_disjoint_split({"vqa": list(reversed(records))}, "organ", test_fraction=0.2, seed=0)
+    assert card2["test_images_sha256"] == card["test_images_sha256"]  # fixed: not an accident of record order
+
+
+def test_cli_image_disjoint_split_writes_a_hashed_card(tmp_path):
+    root = tmp_path / "src"
+    records = []
+    for i in range(12):
+        rel = save(root, f"images/{i}.png", sample_image(seed=i, size=32))
+        records += [VQARecord(f"q{i}-{j}", rel, f"q{j}", "yes", "closed", "test" if j else "train",
+                              {"organ": "HEAD" if i % 2 else "CHEST"}) for j in range(2)]
+    write_records(root, records)
+    out = tmp_path / "disjoint"
+    assert main(["data", "split", str(root), "--by", "organ", "--image-disjoint", "--out", str(out)]) == 0
+    card = json.loads((out / "split.json").read_text())
+    assert card["kind"] == "image-disjoint" and card["test_images"] == 2
+    digest = hashlib.sha256((out / "vqa.jsonl").read_bytes()).hexdigest()
+    assert card["manifest_sha256"]["vqa.jsonl"] == digest
+    assert validate_dataset(out).rejected == 0

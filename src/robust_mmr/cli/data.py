@@ -19,6 +19,7 @@ from robust_mmr.data.splits import (
     domain_values,
     folder_name,
     holdout_split,
+    image_disjoint_split,
     link_image_roots,
     load_dataset,
     write_split,
@@ -78,16 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dedup.add_argument("--out", type=Path, help="directory for the clean manifest(s) and dedup.json")
     dedup.set_defaults(func=_dedup)
 
-    split = commands.add_parser("split", help="leave-one-domain-out split manifests over a meta key")
+    split = commands.add_parser("split", help="leave-one-domain-out or image-disjoint split manifests over a meta key")
     split.add_argument("path", type=Path, help="dataset directory or manifest file")
     split.add_argument("--by", required=True, help="meta key, e.g. image_organ, modality, location")
     which = split.add_mutually_exclusive_group(required=True)
     which.add_argument("--holdout", help="the domain value that becomes the test split")
     which.add_argument("--lodo", action="store_true", help="one split per value of --by")
+    which.add_argument("--image-disjoint", action="store_true",
+                       help="test = every record of a fraction of each --by domain's images, train = the rest")
     split.add_argument("--out", type=Path, required=True, help="output directory (one sub-directory per split)")
     split.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
                        help=f"fraction of train images carved as val when there is none "
                             f"(default {DEFAULT_VAL_FRACTION})")
+    split.add_argument("--test-fraction", type=float, default=0.15,
+                       help="--image-disjoint: fraction of each domain's images that becomes test (default 0.15)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=_split)
 
@@ -197,6 +202,16 @@ def _dedup(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     root, by_kind = load_dataset(args.path)
+    if args.image_disjoint:
+        records, card = image_disjoint_split(by_kind, args.by, args.test_fraction, args.seed)
+        card_path = write_split(args.out, root, records, {"source": str(args.path), **card})
+        digest = json.loads(card_path.read_text())["manifest_sha256"]
+        rows = [[kind, Counter(r.split for r in recs)["train"], Counter(r.split for r in recs)["test"],
+                 digest[MANIFEST_NAMES[kind]][:12]] for kind, recs in records.items()]
+        print(format_table(["kind", "train", "test", "sha256"], rows,
+                           title=f"image-disjoint split by {args.by}: {card['test_images']} test images never trained "
+                                 f"on → {args.out}"))
+        return 0
     holdouts = domain_values(by_kind, args.by) if args.lodo else [args.holdout]
     rows = []
     for value in holdouts:

@@ -9,6 +9,11 @@ For a held-out value ``v`` of key ``k``:
   their ``train`` *images* per domain becomes ``val`` — by image, so no image is in both, and the same
   images for every manifest kind of the dataset. The card says which policy was used.
 
+An *image-disjoint* split (:func:`image_disjoint_split`) instead moves a seeded fraction of each domain's images,
+with every record on them, to ``test`` and everything else to ``train``: no test image is seen in training, and
+every domain is in both. It is the split where a lookup of the image cannot answer (VQA-RAD's own split asks its
+test questions about training images).
+
 Each split is a dataset directory (manifests + links to the source's image folders) with a
 ``split.json`` card holding counts, the policy, and the sha256 of every written manifest.
 """
@@ -82,6 +87,37 @@ def holdout_split(by_kind: dict[str, list[Record]], key: str, holdout: str, val_
     card = {
         "key": key, "holdout": holdout, "train_domains": [v for v in values if v != holdout], "val": val_policy,
         "excluded": {"in-domain test records": dropped, f"records without meta.{key}": missing},
+        "counts": {kind: dict(Counter(r.split for r in recs)) for kind, recs in out.items()},
+        "domain_counts": {kind: _domain_counts(recs, key) for kind, recs in out.items()},
+    }
+    return out, card
+
+
+def image_disjoint_split(by_kind: dict[str, list[Record]], key: str, test_fraction: float = 0.15,
+                         seed: int = 0) -> tuple[dict[str, list[Record]], dict[str, Any]]:
+    """Records re-split so that ``test`` holds every record of a seeded ``test_fraction`` of each ``meta[key]``
+    domain's images (at least one image per domain of ≥ 2) and ``train`` every other record, whatever its
+    native split; returns them and the card fields (the test images' sha256 among them)."""
+    values = domain_values(by_kind, key)
+    if not 0.0 < test_fraction < 1.0:
+        raise InputError(f"test fraction must be in (0, 1), got {test_fraction}")
+    images: dict[str, set[str]] = {}
+    for r in (r for recs in by_kind.values() for r in recs if key in r.meta):
+        images.setdefault(str(r.meta[key]), set()).add(r.image)
+    rng = np.random.default_rng(seed)
+    test_images: set[str] = set()
+    for value in values:
+        ordered = sorted(images[value])
+        n = max(1, round(test_fraction * len(ordered))) if len(ordered) >= 2 else 0
+        test_images.update(ordered[i] for i in rng.permutation(len(ordered))[:n])
+    missing = sum(key not in r.meta for recs in by_kind.values() for r in recs)
+    out = {kind: [dataclasses.replace(r, split="test" if r.image in test_images else "train")
+                  for r in records if key in r.meta] for kind, records in by_kind.items()}
+    card = {
+        "kind": "image-disjoint", "key": key, "test_fraction": test_fraction, "seed": seed,
+        "test_images": len(test_images),
+        "test_images_sha256": hashlib.sha256("\n".join(sorted(test_images)).encode()).hexdigest(),
+        "excluded": {f"records without meta.{key}": missing},
         "counts": {kind: dict(Counter(r.split for r in recs)) for kind, recs in out.items()},
         "domain_counts": {kind: _domain_counts(recs, key) for kind, recs in out.items()},
     }
