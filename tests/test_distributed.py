@@ -32,8 +32,8 @@ def pairs_dir(synth_dir, tmp_path_factory) -> Path:
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
-    # mmr: its losses are per-sample means, so 2 x 2 and 1 x 4 optimise the same objective
-    # (robust-mmr's InfoNCE takes its negatives from the rank's own batch; see docs/distributed.md)
+    # mmr: its losses are per-sample means, so 2 x 2 and 1 x 4 optimise the same objective (robust-mmr's
+    # domain-consistency InfoNCE gathers every rank's rows as negatives: tests/test_global_negatives.py)
     return ["pretrain", "--config", "tiny", "--method", "mmr", "--data", str(data), "--out", str(out),
             "model.image_size=64", "model.vision.layers=1", "model.text.layers=1", "model.fusion.layers=1",
             "model.decoder.layers=1", "train.num_workers=0", "train.log_every=1", "train.checkpoint_every=2",

@@ -82,6 +82,7 @@ class ModelConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     projection_dim: int = 128
     itm_head: bool = False
+    patch_stem: str = "linear"  # linear: the ViT's patch embedding | conv: per-patch convolutions (model.vision)
 
     def validate(self, where: str) -> None:
         _require(self.patch_size > 0, f"{where}.patch_size", "> 0", self.patch_size)
@@ -90,6 +91,9 @@ class ModelConfig:
         _require(self.channels in (1, 3), f"{where}.channels", "1 or 3", self.channels)
         _require(self.max_text_length >= 4, f"{where}.max_text_length", ">= 4", self.max_text_length)
         _require(self.projection_dim > 0, f"{where}.projection_dim", "> 0", self.projection_dim)
+        _require(self.patch_stem in ("linear", "conv"), f"{where}.patch_stem", "linear or conv", self.patch_stem)
+        _require(self.patch_stem == "linear" or self.patch_size % 8 == 0, f"{where}.patch_size",
+                 "a multiple of 8 with patch_stem conv", self.patch_size)
         for name in ("vision", "text", "fusion", "decoder"):
             getattr(self, name).validate(f"{where}.{name}")
         layers = self.fusion.layers
@@ -115,6 +119,11 @@ class ObjectiveConfig:
     domain_consistency: bool = True  # component 2
     dc_weight: float = 0.5
     dc_temperature: float = 0.1
+    # With several processes the DC InfoNCE takes every process's rows as negatives (gathered with gradients).
+    # true: each process scores its own queries against the global keys (n x N logits; open_clip's local_loss);
+    # false: each computes the full N x N matrix. Either way the loss (mean over processes) and the gradients
+    # equal one process with the global batch; no effect on one process.
+    dc_local_loss: bool = True
     coral_key: str | None = None  # meta key for the optional CORAL term
     coral_weight: float = 0.0
     modality_resilience: bool = True  # component 3
@@ -133,6 +142,7 @@ class ObjectiveConfig:
         _require(self.altered_token_boost >= 1.0, f"{where}.altered_token_boost", ">= 1", self.altered_token_boost)
         _require(0.0 <= self.drop_prob <= 1.0, f"{where}.drop_prob", "in [0, 1]", self.drop_prob)
         _require(self.dc_temperature > 0, f"{where}.dc_temperature", "> 0", self.dc_temperature)
+        _require(isinstance(self.dc_local_loss, bool), f"{where}.dc_local_loss", "true or false", self.dc_local_loss)
         for name in ("itm_weight", "aware_beta", "dc_weight", "coral_weight", "mr_weight"):
             _require(getattr(self, name) >= 0, f"{where}.{name}", ">= 0", getattr(self, name))
 

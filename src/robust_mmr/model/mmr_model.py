@@ -44,7 +44,7 @@ class MMRModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         self.cfg = cfg
-        self.vision = VisionEncoder(build_vit(cfg.vision, cfg.image_size, cfg.patch_size, cfg.channels))
+        self.vision = VisionEncoder(build_vit(cfg.vision, cfg.image_size, cfg.patch_size, cfg.channels), cfg.patch_stem)
         self.text = TextEncoder(build_text_model(cfg.text, vocab_size, cfg.max_text_length))
         dim = cfg.fusion.hidden
         self.image_proj = nn.Linear(self.vision.hidden, dim)

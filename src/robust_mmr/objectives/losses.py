@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robust_mmr.objectives.distributed import gather_with_grad, world
+
 
 def mim_loss(pred: Tensor, target: Tensor, masked: Tensor, sample_weight: Tensor | None = None) -> Tensor:
     """MSE over masked patches only. pred, target (B, N, P); masked (B, N) bool; sample_weight (B,) 0/1."""
@@ -29,6 +31,30 @@ def info_nce(a: Tensor, b: Tensor, temperature: float | Tensor) -> Tensor:
     a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
     logits = a @ b.t() / temperature
     target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def global_info_nce(a: Tensor, b: Tensor, temperature: float | Tensor, local_loss: bool = True) -> Tensor:
+    """:func:`info_nce` with the global batch of a distributed run as negatives. a, b (n, P): this process's
+    paired rows; every process's rows are gathered (:mod:`robust_mmr.objectives.distributed`).
+
+    ``local_loss`` (open_clip's option): this process's n queries against all N keys, logits (n, N), each
+    row's target its own index in the global batch; the mean over processes is the single-process loss.
+    Otherwise every process computes the full (N, N) matrix, the single-process loss itself. Both give the
+    single-process gradients after DDP's averaging; ``local_loss`` costs n × N instead of N × N.
+    With one process (or outside a process group) this is :func:`info_nce` exactly.
+    """
+    if world()[1] == 1:
+        return info_nce(a, b, temperature)
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    all_a, start = gather_with_grad(a)
+    all_b, _ = gather_with_grad(b)
+    if local_loss:
+        target = torch.arange(start, start + a.shape[0], device=a.device)
+        return 0.5 * (F.cross_entropy(a @ all_b.t() / temperature, target)
+                      + F.cross_entropy(b @ all_a.t() / temperature, target))
+    logits = all_a @ all_b.t() / temperature
+    target = torch.arange(all_a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 

@@ -9,7 +9,8 @@ Every method makes two fused passes per sample per step, so equal steps are equa
   (:mod:`robust_mmr.objectives.views`) with
   1. perturbation-aware masking and clean targets (``aware_masking``),
   2. ``domain_consistency``: symmetric InfoNCE between g(v0) and g(v1) per modality, on each
-     encoder's own tokens (+ optional CORAL over a meta key),
+     encoder's own tokens, with the global batch of a distributed run as negatives (+ optional CORAL
+     over a meta key, on the process's own batch),
   3. ``modality_resilience``: a modality of v1 dropped with ``drop_prob``; g of its fused pair
      pulled to stop_grad(g(v0)).
   With a component switched off its term is absent from the dict and v1 falls back to mmr-aug's
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from robust_mmr.config import METHODS, ObjectiveConfig
 from robust_mmr.model.mmr_model import FusedOutput, MMRModel, mean_tokens
 from robust_mmr.objectives.batch import PretrainBatch
-from robust_mmr.objectives.losses import coral_loss, info_nce, mim_loss, mlm_loss, resilience_loss
+from robust_mmr.objectives.losses import coral_loss, global_info_nce, mim_loss, mlm_loss, resilience_loss
 from robust_mmr.objectives.masking import PatchMask, keep_count, mask_patches, mask_tokens, normalized_patches
 from robust_mmr.objectives.views import perturbed_image_mask, perturbed_images, text_mask_prob, uses_aware_masking
 
@@ -126,7 +127,10 @@ class PretrainObjective(nn.Module):
 
         ``domain_consistency``: InfoNCE between the two views of each study, per modality, on the
         encoders' own mean tokens (an image can only be matched by its image, a report by its text), the
-        mean of the image and text terms; every row counts, so the term is defined for any batch.
+        mean of the image and text terms; every row counts, so the term is defined for any batch. With
+        several processes the negatives are every process's rows (``dc_local_loss``: this process's queries
+        against them; :func:`~robust_mmr.objectives.losses.global_info_nce`), so loss and gradients equal
+        one process with the global batch; with one process it is the plain InfoNCE.
         ``modality_resilience``: 1 − cos(g(v1 with a modality removed), stop_grad(g(v0))) on the fused
         pair, over the rows that dropped one (0 when none did).
         """
@@ -134,8 +138,9 @@ class PretrainObjective(nn.Module):
         if cfg.domain_consistency:
             image0, image1 = (g.image(mean_tokens(v.image, v.image_valid)) for v in (v0, v1))
             text0, text1 = (g.text(mean_tokens(v.text, v.text_valid)) for v in (v0, v1))
-            out["domain_consistency"] = 0.5 * (info_nce(image0, image1, cfg.dc_temperature)
-                                               + info_nce(text0, text1, cfg.dc_temperature))
+            t, local = cfg.dc_temperature, cfg.dc_local_loss
+            out["domain_consistency"] = 0.5 * (global_info_nce(image0, image1, t, local)
+                                               + global_info_nce(text0, text1, t, local))
             if cfg.coral_key and cfg.coral_weight > 0:
                 out["coral"] = coral_loss(torch.cat([image0, image1]), torch.cat([batch.domain, batch.domain]))
         if dropped is not None:

@@ -20,8 +20,13 @@ from robust_mmr.config import PRECISIONS
 from robust_mmr.errors import InputError
 
 VAL_CARVES = ("auto", "question", "image")  # tasks.data.split_records
+HEADS = ("auto", "pooled", "mean", "attention")  # tasks.model.pair_features
 
 TASKS = ("vqa", "classify", "retrieve")
+# Lightning strategies fine-tuning runs under (tasks.module.fit_keeping_best); with devices > 1 each means DDP that
+# tolerates unused parameters (the backbone's pre-training heads). Not ddp_spawn: the kept best epoch lives on the
+# spawned processes; not fsdp: the best-epoch copy needs full state dicts.
+FINETUNE_STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 
 
 @dataclass
@@ -38,8 +43,17 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     freeze_backbone: bool = False  # the probe protocol: train a head on frozen pre-trained features
     lp_ft: bool = False  # linear-probe, then fine-tune everything from that head
+    blind: bool = False  # the trained blind baseline: the image removed in training and at test
+    augment: bool = False  # training images: small random crop, rotation and intensity jitter (tasks.data)
+    head: str = "auto"  # the head's input: auto (pooled; mean for the probe and LP-FT) | pooled | mean | attention
     precision: str = "auto"  # from the hardware (robust_mmr.hardware), or a Lightning precision
     accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
+    devices: int = 1  # processes (one per GPU; on CPU, processes); batch_size is per process
+    strategy: str = "auto"  # one of FINETUNE_STRATEGIES
+    # retrieval ITC on several devices: every process's pairs are negatives (gathered with gradients); true: each
+    # process scores its own queries against them (open_clip's local_loss), false: the full global matrix on each.
+    # Same loss (mean over processes) and gradients as one process with the global batch; none on one device.
+    itc_local_loss: bool = True
     num_workers: int = 0
     seed: int = 0
     val_fraction: float = 0.1  # carved from train when the data has no val split
@@ -56,10 +70,23 @@ class FinetuneConfig:
         if self.freeze_backbone and self.lp_ft:
             raise InputError("finetune settings freeze_backbone and lp_ft exclude each other (lp_ft fine-tunes the "
                              "backbone after its probe stage)")
+        if self.blind and (self.freeze_backbone or self.lp_ft or self.task == "retrieve"):
+            raise InputError("finetune setting blind (the image removed in training and at test) applies to full "
+                             "fine-tuning of vqa or classify, not with freeze_backbone, lp_ft or retrieval")
         if self.lp_ft and self.task == "retrieve":
             raise InputError("finetune setting lp_ft applies to vqa and classify, not to retrieval")
+        if self.devices < 1:
+            raise InputError(f"finetune setting devices: got {self.devices}; allowed: an integer >= 1")
+        if self.strategy not in FINETUNE_STRATEGIES:
+            raise InputError(f"finetune setting strategy: got {self.strategy!r}; allowed: one of "
+                             f"{', '.join(FINETUNE_STRATEGIES)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"finetune setting precision: got {self.precision!r}; allowed: one of {', '.join(PRECISIONS)}")
+        if self.head == "attention" and (self.freeze_backbone or self.lp_ft):
+            raise InputError("finetune setting head=attention applies to full fine-tuning (the probe and LP-FT "
+                             "train their head on cached mean features)")
+        if self.head not in HEADS:
+            raise InputError(f"finetune setting head: got {self.head!r}; allowed: {', '.join(HEADS)}")
         if self.val_carve not in VAL_CARVES:
             raise InputError(f"finetune setting val_carve: got {self.val_carve!r}; allowed: {', '.join(VAL_CARVES)}")
         if not 0 < self.val_fraction < 1:

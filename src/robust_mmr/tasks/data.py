@@ -115,17 +115,21 @@ def carve_validation(train: list[TaskRecord], fraction: float,
 
 
 class TaskDataset(Dataset):
-    """(record, image tensor) items; decoded images are cached (many questions share an image)."""
+    """(record, image tensor) items; decoded images are cached (many questions share an image). With
+    ``read_images=False`` (a blind run) no image is opened: each item carries an empty (0,) tensor."""
 
-    def __init__(self, root: Path, records: list[TaskRecord], image_size: int, channels: int):
+    def __init__(self, root: Path, records: list[TaskRecord], image_size: int, channels: int,
+                 read_images: bool = True, augment: bool = False):
         self.root, self.records = Path(root), records
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.read_images, self.augment = image_size, channels, read_images, augment
         self._cache: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
     def image(self, relative: str) -> torch.Tensor:
+        if not self.read_images:
+            return torch.zeros(0)
         if relative not in self._cache:
             array = load_image(resolve_image_path(self.root, relative))
             self._cache[relative] = image_to_tensor(array, self.image_size, self.channels)
@@ -133,7 +137,27 @@ class TaskDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[TaskRecord, torch.Tensor]:
         record = self.records[index]
-        return record, self.image(record.image)
+        image = self.image(record.image)
+        return record, augment_image(image) if self.augment and image.numel() else image
+
+
+def augment_image(image: torch.Tensor, scale: float = 0.1, degrees: float = 10.0,
+                  intensity: float = 0.1) -> torch.Tensor:
+    """A fine-tuning augmentation of one image (C, H, W) in [0, 1], from torch's global RNG (seeded per run):
+    zoom in by up to ``scale`` with a random shift inside the image, rotate by up to ±``degrees``, then scale
+    contrast and shift brightness by up to ±``intensity``. Mild on purpose: a radiograph's laterality and
+    anatomy must survive (no flips)."""
+    r = torch.rand(6)
+    zoom = 1.0 - scale * r[0]
+    angle = torch.deg2rad((2 * r[1] - 1) * degrees)
+    shift = (2 * r[2:4] - 1) * (1 - zoom)
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    theta = torch.tensor([[cos, -sin, shift[0]], [sin, cos, shift[1]]], dtype=image.dtype)[None]
+    grid = torch.nn.functional.affine_grid(theta, [1, *image.shape], align_corners=False)
+    out = torch.nn.functional.grid_sample(image[None], grid, padding_mode="border", align_corners=False)[0]
+    contrast, brightness = 1 + (2 * r[4] - 1) * intensity, (2 * r[5] - 1) * intensity
+    mean = out.mean()
+    return ((out - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
 
 
 @dataclass

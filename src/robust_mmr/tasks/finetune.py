@@ -54,12 +54,16 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
-    model = PairClassifier(backbone, len(vocab), features=head_features(asdict(cfg)))
+    model = PairClassifier(backbone, len(vocab), features=head_features(asdict(cfg)), blind=cfg.blind)
+    if cfg.blind:
+        notes.append("blind: the image is removed in training and at test (the missing-image token; pixels unread)")
     size, channels = run_cfg.model.image_size, run_cfg.model.channels
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
 
     def loader(split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(TaskDataset(data_dir, parts[split], size, channels), batch_size=cfg.batch_size,
+        return DataLoader(TaskDataset(data_dir, parts[split], size, channels, read_images=not cfg.blind,
+                                      augment=cfg.augment and split == "train" and shuffle),
+                          batch_size=cfg.batch_size,
                           shuffle=shuffle, collate_fn=collate, num_workers=cfg.num_workers,
                           generator=torch.Generator().manual_seed(cfg.seed))
 
@@ -91,7 +95,10 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
 def head_features(settings: dict) -> str:
     """The classifier head's input (:func:`robust_mmr.tasks.model.pair_features`) for fine-tuning ``settings``
     (a FinetuneConfig as a dict, as ``task.json`` records it, older runs included): the probe and LP-FT read the
-    mean fused tokens that every pre-training method trains, full fine-tuning M3AE's pooled pair feature."""
+    mean fused tokens that every pre-training method trains, full fine-tuning M3AE's pooled pair feature; a ``head``
+    setting other than ``auto`` names the input itself."""
+    if settings.get("head", "auto") != "auto":
+        return settings["head"]
     return "mean" if settings.get("freeze_backbone") or settings.get("lp_ft") else "pooled"
 
 
@@ -119,6 +126,7 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
     backbone, tokenizer, run_cfg, task, state = read_task_run(run_dir)
     if "labels" not in task:
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
-    model = PairClassifier(backbone, len(task["labels"]), features=head_features(task["finetune"]))
+    model = PairClassifier(backbone, len(task["labels"]), features=head_features(task["finetune"]),
+                           blind=task["finetune"].get("blind", False))
     model.load_state_dict(state, strict=True)
     return model.eval(), tokenizer, run_cfg, task
