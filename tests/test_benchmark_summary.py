@@ -220,3 +220,24 @@ def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, t
     third = run_job(replace(job, probe_finetune={"max_epochs": 1}, protocols=("probe",), threads=2))
     assert "vqa" in third and list(third["job"]["protocols"]) == ["vqa", "probe"]  # what it ran before is kept
     assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 1
+
+
+def test_the_trained_blind_model_is_the_bar_and_the_best_blind_variant_is_reported(tmp_path):
+    """With blind runs in the jobs, a variant is measurable only above the best variant's blind accuracy (in-domain
+    and held out), whatever the lookups say; the blind protocol is a baseline, not a section of its own."""
+    results = []
+    for v, clean, blind in (("mmr", 0.60, 0.55), ("robust-mmr", 0.70, 0.62)):
+        for s in (0, 1):
+            r = _result(v, s, [0.5], clean=clean)
+            r["blind"] = {h: {**head, "clean": blind + 0.01 * s, "held_out": 0.45} for h, head in r["vqa"].items()}
+            results.append(r)
+    base = report_methods.baselines_of(results, "vqa")
+    assert base["trained blind"] == pytest.approx((0.625, 0.45))  # robust-mmr's blind runs: the best blind score
+    assert base["question-only"] == pytest.approx((0.5, 0.4))
+    path = report_methods.write_summary(results, tmp_path, ["mmr", "robust-mmr"], "test", "cmd")
+    sections = json.loads((tmp_path / "summary.json").read_text())["sections"]
+    # mmr (0.60) beats question-only (0.5) but not the trained blind model (0.625)
+    assert sections["Full fine-tuning"]["measurable"] == {"mmr": False, "robust-mmr": True}
+    text = path.read_text()
+    assert "beats trained blind" in text and "trained blind 0.625 / 0.450" in text
+    assert "blind" not in [s.lower() for s in sections]

@@ -133,7 +133,7 @@ def test_evaluate_cli_writes_every_protocol(finetuned, synth_dir, capsys):
     cells = results["perturbed"]["cells"]
     assert len(cells) == 2 * 2 + 1 * 2 + 1 * 2  # image cells + text cells + paired cells
     assert all("seed" in c and c["example_params"] for c in cells)
-    assert set(results["missing"]) == {"image_removed", "text_removed"}
+    assert set(results["missing"]) == {"image_removed", "text_removed", "image_shuffled"}
     cd = results["cross_domain"]
     assert cd["held_out"] == "domain=site-c" and cd["rr"] == pytest.approx(1 - (cd["iid"] - cd["ood"]["overall"]) / cd["iid"])
     printed = capsys.readouterr().out

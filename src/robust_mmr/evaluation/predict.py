@@ -33,10 +33,17 @@ class Cell:
     text: tuple[str, int] | None = None  # (perturbation, severity)
     drop_image: bool = False
     drop_text: bool = False
+    shuffle_images: bool = False  # each item gets another test image of its group (see Predictor.shuffle_groups)
+
+
+SHUFFLE_KEYS = ("image_organ", "region", "modality")  # meta keys that group images for the shuffled test
 
 
 class Predictor:
-    """Predicts the records' classes under :class:`Cell` conditions; caches clean encodings."""
+    """Predicts the records' classes under :class:`Cell` conditions; caches clean encodings.
+
+    A blind classifier (``model.blind``) never has an image encoded: every cell runs with the image removed.
+    """
 
     def __init__(self, model: PairClassifier, tokenizer, vocab: LabelVocab, root: Path, records: list[TaskRecord],
                  seed: int = 0, batch_size: int = 64, precision: str = FP32):
@@ -46,8 +53,10 @@ class Predictor:
         cfg = model.backbone.cfg
         self.size, self.channels, self.max_length = cfg.image_size, cfg.channels, cfg.max_text_length
         self.images = sorted({r.image for r in records})
-        self.image_index = torch.tensor([self.images.index(r.image) for r in records]) if records else torch.zeros(0)
-        self.raw = {rel: load_image(resolve_image_path(self.root, rel)) for rel in self.images}
+        position = {image: i for i, image in enumerate(self.images)}
+        self.image_index = torch.tensor([position[r.image] for r in records], dtype=torch.long)
+        self.blind = bool(getattr(model, "blind", False))
+        self.raw = {} if self.blind else {rel: load_image(resolve_image_path(self.root, rel)) for rel in self.images}
         self.labels = np.array([vocab.index(record_target(r)) for r in records])
         self._clean_images: tuple[Tensor, Tensor] | None = None
         self._clean_texts: tuple[Tensor, Tensor] | None = None
@@ -62,7 +71,10 @@ class Predictor:
     def predict(self, cell: Cell) -> tuple[np.ndarray, dict]:
         """Predicted class per record (N,) under ``cell``, and the sampled parameters of one example."""
         example: dict = {}
-        if cell.image is None:
+        if self.blind:
+            cell = Cell(text=cell.text, drop_image=True, drop_text=cell.drop_text)
+            images = self.model.no_image(len(self.images), self.model.backbone.missing_image)
+        elif cell.image is None:
             self._clean_images = self._clean_images or self._encode_images(None, example)
             images = self._clean_images
         else:
@@ -75,7 +87,7 @@ class Predictor:
         predictions = []
         for start in range(0, len(self.records), self.batch_size):
             sl = slice(start, start + self.batch_size)
-            idx = self.image_index[sl]
+            idx = (self.shuffled_index() if cell.shuffle_images else self.image_index)[sl]
             n = idx.numel()
             with autocast(self.precision):
                 fused = self.model.backbone.fuse(
@@ -83,6 +95,31 @@ class Predictor:
                     torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text))
                 predictions.append(self.model.classify(fused).argmax(-1))
         return (torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)), example
+
+    def shuffle_groups(self) -> dict[str, tuple]:
+        """image → its group for the shuffled test: the values of :data:`SHUFFLE_KEYS` its records carry."""
+        groups = {}
+        for r in self.records:
+            groups.setdefault(r.image, tuple((k, str(r.meta[k])) for k in SHUFFLE_KEYS if k in r.meta))
+        return groups
+
+    def image_permutation(self) -> list[int]:
+        """For each test image, the index of another test image of its group (a seeded derangement within each
+        group; an image alone in its group keeps itself)."""
+        group_of, groups = self.shuffle_groups(), {}
+        for i, image in enumerate(self.images):
+            groups.setdefault(group_of[image], []).append(i)
+        rng = np.random.default_rng(self.seed)
+        target = list(range(len(self.images)))
+        for members in groups.values():
+            order = [members[j] for j in rng.permutation(len(members))]
+            for a, b in zip(order, order[1:] + order[:1]):  # a cycle through the group: nobody keeps its image
+                target[a] = b
+        return target
+
+    def shuffled_index(self) -> Tensor:
+        """Per record, the index of the image it is shown in the shuffled test (answers stay the record's)."""
+        return torch.tensor(self.image_permutation(), dtype=torch.long)[self.image_index]
 
     def _encode_images(self, corruption: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         return encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,

@@ -1,10 +1,13 @@
 """The evaluation protocols on a fine-tuned classifier run (DESIGN §4):
 
-- ``clean``: accuracy overall / open / closed with a bootstrap 95% CI, beside the majority and
-  question-only baselines;
+- ``clean``: accuracy overall / open / closed with a bootstrap 95% CI, apart for test images seen and unseen
+  in fine-tuning, beside the baselines of :mod:`robust_mmr.evaluation.baselines` (majority, exact question,
+  same-image lookup, a text classifier);
 - ``perturbed``: every chosen corruption × severity on the image, text perturbation × severity on
   the text, and paired on both; per-cell accuracy, the mean, RR = acc_pert / acc_clean;
-- ``missing``: accuracy with the image removed and with the text removed;
+- ``missing``: accuracy with the image removed and with the text removed, and the *image-shuffled* test (each
+  test image swapped for another test image of its organ / modality, answers unchanged): what the image
+  contributes, measured without a token the model may never have seen;
 - ``cross-domain``: when the run held a domain out, accuracy on the unseen domain's test records,
   the in-domain test reference, and RR = 1 − (iid − ood) / iid.
 
@@ -19,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robust_mmr.errors import InputError
-from robust_mmr.evaluation.baselines import majority_hits, question_only_hits
+from robust_mmr.evaluation.baselines import lookup_baselines
 from robust_mmr.evaluation.metrics import (
     accuracy_breakdown,
     bootstrap_ci,
@@ -74,8 +77,8 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     if task["task"] == "classify":
         clean["macro_f1"] = macro_f1(clean_pred, predictor.labels)
     results["clean"] = {**clean, "ci95": bootstrap_ci(clean_hits, seed=seed),
-                        "baselines": {"majority": float(majority_hits(parts["train"], test).mean()),
-                                      "question_only": float(question_only_hits(parts["train"], test).mean())}}
+                        "by_image": seen_unseen(clean_hits, closed, test, parts["train"]),
+                        "baselines": lookup_baselines(parts["train"], parts["val"], test)}
     if "perturbed" in protocols:
         corruptions = corruptions or image_corruptions(modality=modality)
         text_perts = text_perts or text_perturbations()
@@ -91,7 +94,8 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     if "missing" in protocols:
         results["missing"] = {
             name: accuracy_breakdown(predictor.hits(cell)[0], closed)["overall"]
-            for name, cell in (("image_removed", Cell(drop_image=True)), ("text_removed", Cell(drop_text=True)))
+            for name, cell in (("image_removed", Cell(drop_image=True)), ("text_removed", Cell(drop_text=True)),
+                               ("image_shuffled", Cell(shuffle_images=True)))
         }
     if "cross-domain" in protocols and holdout is not None:
         ood = subsample(parts["test_ood"], max_items)
@@ -102,9 +106,17 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
         results["cross_domain"] = {"held_out": f"{holdout.key}={holdout.value}", "n_test": len(ood), "ood": ood_acc,
                                    "ood_ci95": bootstrap_ci(ood_hits, seed=seed), "iid": clean["overall"],
                                    "rr": domain_robustness(ood_acc["overall"], clean["overall"]),
-                                   "baselines": {"majority": float(majority_hits(parts["train"], ood).mean()),
-                                                 "question_only": float(question_only_hits(parts["train"], ood).mean())}}
+                                   "baselines": lookup_baselines(parts["train"], parts["val"], ood)}
     return results
+
+
+def seen_unseen(hits: np.ndarray, closed: np.ndarray, test: list, train: list) -> dict:
+    """Accuracy (overall / open / closed) and item count apart for test items whose image is a fine-tuning
+    training image (``seen``) and the others (``unseen``)."""
+    train_images = {r.image for r in train}
+    seen = np.array([r.image in train_images for r in test], dtype=bool)
+    return {name: {"n": int(part.sum()), **(accuracy_breakdown(hits[part], closed[part]) if part.any() else {})}
+            for name, part in (("seen", seen), ("unseen", ~seen))}
 
 
 def _perturbed_summary(cells: list[dict], clean: float) -> dict:

@@ -1,6 +1,7 @@
 """The method benchmarks' summary: mean ± std over pre-training seeds of every variant's headline numbers
 (:mod:`robust_mmr.experiments.job`), the gaps of Robust-MMR variants to the two controls in units of seed std,
-the majority and question-only baselines, and which variants can be read at all (:func:`measurable`).
+the baselines (the trained blind model, the lookups, the text classifier), and which variants can be read at all
+(:func:`measurable`: above the trained blind model).
 Written as ``summary.json``, ``summary.md`` and ``summary.png`` by :func:`write_summary`.
 """
 
@@ -22,7 +23,8 @@ RETRIEVAL_KEY = {"vqa": "retrieval", "probe": "probe_retrieval"}  # a job result
 # Headline numbers per job, in table order: (key, column title).
 VQA_METRICS = (("clean", "clean"), ("perturbed", "perturbed (all)"), ("seen_corruptions", "training corr."),
                ("unseen_corruptions", "eval-only corr."), ("perturbed_text", "text pert."),
-               ("image_removed", "image removed"), ("text_removed", "text removed"),
+               ("image_removed", "image removed"), ("image_shuffled", "image shuffled"),
+               ("text_removed", "text removed"),
                ("held_out", "held-out domain"), ("held_out_closed", "held-out closed"),
                ("held_out_open", "held-out open"), ("best_epoch", "epoch kept"))
 RETRIEVAL_METRICS = (("r1", "R@1 (clean)"), ("mr", "MR (clean)"), ("delta_mr_image", "ΔMR image"),
@@ -126,12 +128,21 @@ class Section:
     holdouts: tuple[str, ...] | None = None  # None: every hold-out of the job, averaged
 
 
+BLIND = "trained blind"  # the baseline name of the best blind run (PROTOCOLS["blind"] of the jobs)
+
+
+def bar(baselines: dict) -> str:
+    """The baseline a variant must beat to be read: the trained blind model where the jobs ran one, else the
+    exact-question lookup."""
+    return BLIND if BLIND in baselines else "question-only"
+
+
 def measurable(stats: dict, baselines: dict) -> bool:
     """Whether a variant's numbers can be read at all: its mean clean accuracy is above the in-domain
-    question-only baseline and, where a domain was held out, its held-out accuracy above the held-out one.
-    A model that does not beat the question-only prior has not learned to use the image; gaps between such
-    models measure noise, not methods."""
-    in_domain, held_out = baselines.get("question-only", (math.nan, math.nan))
+    :func:`bar` (the trained blind model: the same recipe with the image removed) and, where a domain was held
+    out, its held-out accuracy above the held-out one. A model that does not beat the blind one has not shown
+    that it uses the image; gaps between such models measure noise, not methods."""
+    in_domain, held_out = baselines.get(bar(baselines), (math.nan, math.nan))
     if "clean" not in stats or not stats["clean"]["mean"] > in_domain:
         return False
     return "held_out" not in stats or math.isnan(held_out) or stats["held_out"]["mean"] > held_out
@@ -139,12 +150,13 @@ def measurable(stats: dict, baselines: dict) -> bool:
 
 def markdown(summary: dict, baselines: dict | None = None) -> str:
     """Tables: VQA headline numbers, retrieval (when measured), and the gaps to the controls. A variant that
-    does not beat the question-only baseline (:func:`measurable`) is marked, and its gaps are not given."""
+    does not beat the trained blind model (or, without one, the question-only lookup; :func:`measurable`) is
+    marked, and its gaps are not given."""
     lines = []
     stats = summary["variants"]
     ok = {v: measurable(m, baselines or {}) for v, m in stats.items()}
     n = {v: max((s["n"] for s in m.values()), default=0) for v, m in stats.items()}
-    headers = ["variant", "seeds", *(t for _, t in VQA_METRICS), "beats question-only"]
+    headers = ["variant", "seeds", *(t for _, t in VQA_METRICS), f"beats {bar(baselines or {})}"]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for v, m in stats.items():
         cells = (_cell(m.get(k), DIGITS.get(k, 3)) for k, _ in VQA_METRICS)
@@ -172,27 +184,38 @@ def markdown(summary: dict, baselines: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+LOOKUPS = ("majority", "question_only", "same_image_lookup", "text_classifier")  # evaluation.baselines
+
+
 def baselines_of(results: list[dict], protocol: str = "vqa",
                  holdouts: tuple[str, ...] | None = None) -> dict[str, tuple[float, float]]:
-    """Majority and question-only accuracy (in-domain, held-out), averaged over the hold-outs and the seeds of
-    one variant (they depend on the fine-tuning seed's validation carve-out, not on the pre-training)."""
+    """Baseline accuracy (in-domain, held-out) averaged over the hold-outs: the lookups and the text classifier
+    over the seeds of one variant (they depend on the split, not on the pre-training), and the trained blind model
+    (:data:`BLIND`): the jobs' ``blind`` protocol, the variant whose blind runs score best on the mean in-domain
+    accuracy over its seeds."""
     ok = [r for r in results if "error" not in r and r.get(protocol)]
     if not ok:
         return {}
     runs = [r for r in ok if r["job"]["variant"] == ok[0]["job"]["variant"]]
     heads = [v for r in runs for h, v in r.get(protocol, {}).items() if holdouts is None or h in holdouts]
     out = {}
-    for name in ("majority", "question_only"):
-        iid = [v["baselines"]["in_domain"][name] for v in heads]
-        ood = [v["baselines"]["held_out"][name] for v in heads if v["baselines"]["held_out"]]
-        out[name.replace("_", "-")] = (float(np.mean(iid)) if iid else float("nan"),
-                                       float(np.mean(ood)) if ood else float("nan"))
+    for name in LOOKUPS:
+        iid = [v["baselines"]["in_domain"][name] for v in heads if name in v["baselines"]["in_domain"]]
+        ood = [v["baselines"]["held_out"][name] for v in heads
+               if v["baselines"]["held_out"] and name in v["baselines"]["held_out"]]
+        if iid:
+            out[name.replace("_", "-")] = (float(np.mean(iid)), float(np.mean(ood)) if ood else float("nan"))
+    blind = collect(results, "blind", holdouts)
+    if blind:
+        best = max(blind, key=lambda v: np.mean(blind[v]["clean"]))
+        held_out = blind[best].get("held_out")
+        out[BLIND] = (float(np.mean(blind[best]["clean"])), float(np.mean(held_out)) if held_out else float("nan"))
     return out
 
 
 def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
     """One panel per section: grouped bars (mean ± std, seeds as dots) of the headline VQA metrics per variant,
-    the question-only baseline dashed over each group (held-out baseline over the held-out group)."""
+    the baseline to beat (:func:`bar`) dashed over each group (held-out baseline over the held-out group)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -200,7 +223,7 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
 
     summaries = {name: s for name, s in summaries.items() if s["variants"]}
     keys = [k for k in ("clean", "seen_corruptions", "unseen_corruptions", "perturbed_text", "held_out",
-                        "image_removed") if any(k in m for s in summaries.values() for m in s["variants"].values())]
+                        "image_shuffled") if any(k in m for s in summaries.values() for m in s["variants"].values())]
     variants = list(dict.fromkeys(v for s in summaries.values() for v in s["variants"]))  # a variant some section ran
     width = 0.8 / len(variants)
     fig, axes = plt.subplots(len(summaries), 1, figsize=(1.6 * len(keys) + 2, 3.4 * len(summaries) + 0.8),
@@ -216,10 +239,11 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
             for x, s in zip(xs, stats):
                 if s:
                     ax.scatter([x] * len(s["values"]), s["values"], s=8, color="black", zorder=3)
-        in_domain, held_out = summary.get("baselines", {}).get("question-only", (np.nan, np.nan))
-        for j, k in enumerate(keys):  # the question-only prior the bars must beat to be measurable
+        reference = bar(summary.get("baselines", {}))
+        in_domain, held_out = summary.get("baselines", {}).get(reference, (np.nan, np.nan))
+        for j, k in enumerate(keys):  # the baseline the bars must beat to be measurable
             ax.hlines(held_out if k == "held_out" else in_domain, j - 0.45, j + 0.45, colors="black",
-                      linestyles="dashed", linewidth=1, label="question-only" if j == 0 else None, zorder=4)
+                      linestyles="dashed", linewidth=1, label=reference if j == 0 else None, zorder=4)
         ax.set_xticks(np.arange(len(keys)), [dict(VQA_METRICS)[k] for k in keys])
         ax.set_ylabel("VQA accuracy")
         ax.set_title(name, fontsize=9)

@@ -40,14 +40,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", choices=BACKBONE_PRESETS, default="demo", help="backbone preset")
     parser.add_argument("--finetune-epochs", type=int, default=30,
                         help="most fine-tuning epochs (early stopping on the validation split usually ends sooner)")
-    parser.add_argument("--protocols", nargs="+", choices=("vqa", "probe", "lpft"), default=["vqa", "probe"],
+    parser.add_argument("--protocols", nargs="+", choices=("vqa", "probe", "lpft", "blind"),
+                        default=["vqa", "probe", "blind"],
                         help="VQA full fine-tuning, the probe on the frozen backbone, LP-FT (a head on the frozen "
-                             "features first, then full fine-tuning); a job finished with more protocols serves "
+                             "features first, then full fine-tuning), the trained blind baseline (full fine-tuning "
+                             "with the image removed in training and at test); a job finished with more protocols serves "
                              "fewer, one with other protocols reruns only the missing stages")
     parser.add_argument("--probe-patience", type=int, default=10,
                         help="the probe's early-stopping patience (it trains on cached features: cheap epochs)")
     parser.add_argument("--probe-max-epochs", type=int, default=60)
-    parser.add_argument("--max-eval-items", type=int, default=300)
+    parser.add_argument("--max-eval-items", type=int, default=None,
+                        help="evaluate a fixed random subset of each test set (default: every test item)")
     parser.add_argument("--accelerator", default="cpu", help="Lightning accelerator for training (cpu, gpu)")
     parser.add_argument("--parallel", type=int, default=1, help="jobs run at once")
     parser.add_argument("--threads", type=int, default=None,

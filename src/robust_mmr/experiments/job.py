@@ -35,9 +35,12 @@ import numpy as np
 from robust_mmr.evaluation.report_methods import RETRIEVAL_KEY
 from robust_mmr.experiments.logs import log
 
-# protocol (its result key and folder prefix) → the FinetuneConfig flags it sets
-PROTOCOLS: dict[str, dict] = {"vqa": {}, "probe": {"freeze_backbone": True}, "lpft": {"lp_ft": True}}
-PROTOCOL_NAMES = {"vqa": "full fine-tuning", "probe": "probe", "lpft": "LP-FT"}
+# protocol (its result key and folder prefix) → the FinetuneConfig flags it sets. ``blind`` is the trained blind
+# baseline: full fine-tuning with the image removed in training and at test (evaluated clean and held out only).
+PROTOCOLS: dict[str, dict] = {"vqa": {}, "probe": {"freeze_backbone": True}, "lpft": {"lp_ft": True},
+                              "blind": {"blind": True}}
+PROTOCOL_NAMES = {"vqa": "full fine-tuning", "probe": "probe", "lpft": "LP-FT", "blind": "trained blind"}
+SPLIT_PREFIX = "split:"  # a hold-out "split:NAME" fine-tunes on the dataset Job.split_data[NAME] as it is split
 FINETUNE_SEED_OFFSET = 100
 
 
@@ -49,17 +52,18 @@ class Job:
     pretrain_data: str
     task_data: str
     out: str
-    holdouts: tuple[str, ...]  # KEY=VALUE per VQA fine-tuning run; "" for the dataset's standard split
+    holdouts: tuple[str, ...]  # KEY=VALUE per VQA fine-tuning run; "" the dataset's standard split; "split:NAME"
     finetune: dict  # FinetuneConfig fields (task, seed and freeze_backbone set by the job)
     corruptions: tuple[str, ...]
     text_perturbations: tuple[str, ...]
     severities: tuple[int, ...]
-    max_eval_items: int
+    max_eval_items: int | None  # None: every test item
     retrieval: bool = False
     threads: int = 1
     preset: str = "tiny"
     protocols: tuple[str, ...] = ("vqa", "probe")  # of PROTOCOLS: full fine-tuning, the probe, LP-FT
     probe_finetune: dict = field(default_factory=dict)  # FinetuneConfig fields the probe sets over ``finetune``
+    split_data: dict = field(default_factory=dict)  # NAME → dataset folder of the "split:NAME" hold-outs
 
     @property
     def label(self) -> str:
@@ -74,7 +78,7 @@ class Job:
 
 
 # Job fields that do not change a job's results: a finished job is reused whatever they are.
-NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data")
+NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data", "split_data")
 # Where and how fast a job runs, not what it computes: results made on a GPU are read back on a CPU.
 EXECUTION_KEYS = tuple(f"config.train.{k}" for k in ("accelerator", "devices", "num_nodes", "strategy", "num_workers"))
 # Job fields whose change reruns only the stages they touch (a finished job with more protocols than asked for
@@ -83,8 +87,20 @@ STAGE_FIELDS = ("protocols", "probe_finetune")
 
 
 def holdout_slug(holdout: str) -> str:
-    """Folder-name form of a hold-out (``""``: the dataset's standard split)."""
+    """Folder-name form of a hold-out (``""``: the dataset's standard split; ``split:NAME``: NAME)."""
+    if holdout.startswith(SPLIT_PREFIX):
+        return holdout[len(SPLIT_PREFIX):]
     return holdout.replace("=", "-") if holdout else "standard"
+
+
+def holdout_data(job: Job, holdout: str) -> tuple[Path, str | None]:
+    """(dataset folder, KEY=VALUE left out or None) of one of the job's hold-outs."""
+    if holdout.startswith(SPLIT_PREFIX):
+        name = holdout[len(SPLIT_PREFIX):]
+        if name not in job.split_data:
+            raise ValueError(f"hold-out {holdout!r}: the job has no split_data[{name!r}]")
+        return Path(job.split_data[name]), None
+    return Path(job.task_data), holdout or None
 
 
 def vqa_run_dir(job: Job, protocol: str, holdout: str) -> Path:
@@ -164,6 +180,9 @@ def start_run(run_dir: Path) -> None:
     (run_dir / "results.json").unlink(missing_ok=True)
 
 
+EVALUATION_PROTOCOLS = ("clean", "perturbed", "missing", "cross-domain")
+
+
 def _evaluation_settings(job: Job, progress: bool) -> dict:
     return dict(corruptions=list(job.corruptions), text_perts=list(job.text_perturbations),
                 severities=job.severities, max_items=job.max_eval_items, progress=progress)
@@ -177,7 +196,7 @@ def finetune_and_evaluate(job: Job, protocol: str, holdout: str, progress: bool)
     from robust_mmr.tasks.data import Holdout
     from robust_mmr.tasks.finetune import run_finetuning
 
-    data, ft_dir = Path(job.task_data), vqa_run_dir(job, protocol, holdout)
+    (data, left_out), ft_dir = holdout_data(job, holdout), vqa_run_dir(job, protocol, holdout)
     settings = finetune_settings(job, "vqa", protocol)
     if (done := finished_run(ft_dir, settings)) is not None:
         return {**vqa_headline(done[1]), **fit_headline(done[0])}
@@ -185,9 +204,11 @@ def finetune_and_evaluate(job: Job, protocol: str, holdout: str, progress: bool)
     start_run(ft_dir)
     log(f"{job.label}: VQA {PROTOCOL_NAMES[protocol]}, {holdout or 'standard split'}")
     ft = run_finetuning(ft_cfg, data, ft_dir, init=str(Path(job.out) / "pretrain"),
-                        holdout=Holdout.parse(holdout) if holdout else None, progress=progress)
+                        holdout=Holdout.parse(left_out) if left_out else None, progress=progress)
     log(f"{job.label}: evaluating {ft_dir.name}")
-    full = evaluate_run(ft_dir, data, seed=0, **_evaluation_settings(job, progress))
+    # the blind model never sees an image: image conditions would repeat its clean accuracy
+    protocols = ("clean", "cross-domain") if protocol == "blind" else EVALUATION_PROTOCOLS
+    full = evaluate_run(ft_dir, data, protocols=protocols, seed=0, **_evaluation_settings(job, progress))
     write_json(ft_dir / "results.json", full)
     return {**vqa_headline(full), **fit_headline(ft)}
 
@@ -221,7 +242,9 @@ def vqa_headline(results: dict) -> dict:
     from robust_mmr.perturbations.image.registry import image_corruptions
 
     unseen = set(image_corruptions(role="eval"))
-    pert = results["perturbed"]
+    pert = results.get("perturbed", {"cells": []})
+    missing = results.get("missing", {})
+    by_image = results["clean"].get("by_image", {})
     image_cells = [c for c in pert["cells"] if c["target"] == "image"]
     unseen_cells = [c["accuracy"] for c in image_cells if c["image"][0] in unseen]
     seen_cells = [c["accuracy"] for c in image_cells if c["image"][0] not in unseen]
@@ -229,12 +252,14 @@ def vqa_headline(results: dict) -> dict:
     head = {
         "clean": results["clean"]["overall"], "clean_open": results["clean"].get("open"),
         "clean_closed": results["clean"].get("closed"),
-        "perturbed": pert["mean_accuracy"],
+        "perturbed": pert.get("mean_accuracy"),
         "perturbed_image": pert.get("image", {}).get("mean_accuracy"),
         "seen_corruptions": float(np.mean(seen_cells)) if seen_cells else None,
         "unseen_corruptions": float(np.mean(unseen_cells)) if unseen_cells else None,
         "perturbed_text": pert.get("text", {}).get("mean_accuracy"),
-        "image_removed": results["missing"]["image_removed"], "text_removed": results["missing"]["text_removed"],
+        "image_removed": missing.get("image_removed"), "text_removed": missing.get("text_removed"),
+        "image_shuffled": missing.get("image_shuffled"),
+        "clean_seen": by_image.get("seen", {}).get("overall"), "clean_unseen": by_image.get("unseen", {}).get("overall"),
         "held_out": cross.get("ood", {}).get("overall"), "held_out_open": cross.get("ood", {}).get("open"),
         "held_out_closed": cross.get("ood", {}).get("closed"), "domain_rr": cross.get("rr"),
         "n_test": results["n_test"], "n_held_out": cross.get("n_test"),
