@@ -1,0 +1,122 @@
+"""Recipe search on real radiographs: which backbone and fine-tuning choices make a VQA-RAD model read the image.
+
+Each candidate (a name and its model / fine-tuning overrides, :data:`CANDIDATES`) is fine-tuned from scratch (no
+pre-training: this compares architectures and fine-tuning settings, cheaply) on VQA-RAD's standard split with the
+validation questions carved from training (the same for every candidate and seed), once with the image and once
+blind (the same recipe with the image removed in training and at test), then evaluated on every test question
+clean, with the image removed and with the images shuffled within organs. A candidate is chosen on its *validation*
+accuracy and on its validation gap to its own blind run; the test numbers are reported beside, never used to choose.
+Every finished run is reused on a rerun (``<out>/<candidate>/seed<N>/{image,blind}``).
+
+    python benchmarks/method_real.py prepare --out runs/bench-real           # once: the compact data
+    python benchmarks/recipe_real.py --data runs/bench-real/data/vqa_rad --out runs/recipe-real \\
+        --candidates demo64 demo128 conv128 --parallel 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+# name → (backbone preset, model.* overrides, fine-tuning settings over the defaults)
+CANDIDATES: dict[str, tuple[str, tuple[str, ...], dict]] = {
+    "demo64": ("demo", ("model.image_size=64",), {}),
+    "demo128": ("demo", ("model.image_size=128",), {}),
+    "conv128": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {}),
+    "conv128-attn": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {"head": "attention"}),
+    "conv128-aug": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {"augment": True}),
+    "conv128-deep": ("demo", ("model.image_size=128", "model.patch_stem=conv", "model.vision.layers=4",
+                              "model.fusion.layers=2"), {}),
+    "minilm-conv128": ("demo", ("model.image_size=128", "model.patch_stem=conv", "model.text.init=minilm",
+                                "model.fusion.hidden=384", "model.fusion.heads=6"), {}),
+}
+FINETUNE = {"batch_size": 64, "max_epochs": 40, "patience": 8}  # over the FinetuneConfig defaults
+MAX_TEXT_LENGTH = 40
+
+
+def run_candidate(name: str, seed: int, data: str, out: str, threads: int) -> dict:
+    """Fine-tune and evaluate one candidate with one seed, with and without the image; returns its row."""
+    import torch
+
+    from robust_mmr.evaluation.protocols import evaluate_run
+    from robust_mmr.experiments.job import write_json
+    from robust_mmr.experiments.logs import quiet_lightning
+    from robust_mmr.tasks.config import FinetuneConfig
+    from robust_mmr.tasks.finetune import run_finetuning
+
+    quiet_lightning()
+    torch.set_num_threads(threads)
+    preset, model, settings = CANDIDATES[name]
+    row: dict = {"candidate": name, "seed": seed}
+    for kind in ("image", "blind"):
+        run = Path(out) / name / f"seed{seed}" / kind
+        if not (run / "results.json").is_file():
+            start = time.perf_counter()
+            cfg = FinetuneConfig(task="vqa", seed=seed, blind=kind == "blind", **{**FINETUNE, **settings})
+            run_finetuning(cfg, Path(data), run, init="scratch", preset=preset,
+                           model_overrides=[*model, f"model.max_text_length={MAX_TEXT_LENGTH}"], progress=False)
+            protocols = ("clean",) if kind == "blind" else ("clean", "missing")
+            results = evaluate_run(run, Path(data), protocols=protocols, progress=False)
+            results["wall_seconds"] = round(time.perf_counter() - start, 1)
+            write_json(run / "results.json", results)
+        task = json.loads((run / "task.json").read_text())
+        results = json.loads((run / "results.json").read_text())
+        row[kind] = {"val": task["best_val_accuracy"], "test": results["clean"]["overall"],
+                     "open": results["clean"]["open"], "closed": results["clean"]["closed"],
+                     "epoch": task["best_epoch"] + 1, "seconds": results.get("wall_seconds"),
+                     "shuffled": results.get("missing", {}).get("image_shuffled"),
+                     "removed": results.get("missing", {}).get("image_removed"),
+                     "baselines": results["clean"]["baselines"]}
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: per candidate, validation and test accuracy with the image and blind, the gaps, the shuffled test."""
+    from robust_mmr.evaluation.report_tables import markdown_table
+
+    headers = ["candidate", "seed", "val", "val blind", "val gap", "test", "test blind", "test gap",
+               "image shuffled", "open", "closed", "epoch", "minutes"]
+    body = [[_text(v) for v in [r["candidate"], r["seed"], r["image"]["val"], r["blind"]["val"], r["image"]["val"] - r["blind"]["val"],
+             r["image"]["test"], r["blind"]["test"], r["image"]["test"] - r["blind"]["test"], r["image"]["shuffled"],
+             r["image"]["open"], r["image"]["closed"], r["image"]["epoch"],
+             round(((r["image"]["seconds"] or 0) + (r["blind"]["seconds"] or 0)) / 60, 1)]] for r in rows]
+    base = rows[0]["image"]["baselines"] if rows else {}
+    lookups = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in base.items())
+    return markdown_table(headers, body) + f"\nNon-learned and text baselines on the same test items: {lookups}\n"
+
+
+def _text(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="the prepared VQA-RAD folder (vqa.jsonl)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--parallel", type=int, default=1)
+    args = parser.parse_args(argv)
+    if not (args.data / "vqa.jsonl").is_file():
+        sys.exit(f"error: {args.data} has no vqa.jsonl; run benchmarks/method_real.py prepare first")
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    work = [(name, seed) for name in args.candidates for seed in args.seeds]
+    with ProcessPoolExecutor(args.parallel) as pool:
+        rows = list(pool.map(run_candidate, *zip(*work), *([str(args.data)] * len(work),
+                                                           [str(args.out)] * len(work), [threads] * len(work))))
+    text = table(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "recipes.md").write_text(text, encoding="utf-8")
+    (args.out / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
