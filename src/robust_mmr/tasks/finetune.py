@@ -13,6 +13,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
@@ -103,7 +104,10 @@ def head_features(settings: dict) -> str:
 
 
 def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary: dict) -> None:
-    """Write a fine-tuning run: ``model.safetensors``, the backbone's ``config.yaml`` and ``task.json``."""
+    """Write a fine-tuning run: ``model.safetensors``, the backbone's ``config.yaml`` and ``task.json``. In a
+    multi-process run every process holds the same kept weights; only rank 0 writes them."""
+    if rank_zero_only.rank != 0:
+        return
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     save_config(run_cfg, out / "config.yaml")
     (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
