@@ -259,7 +259,7 @@ def run(args: argparse.Namespace, command: str) -> None:
              f"{args.steps} pre-training steps at batch {args.batch}")
     sections = tuple(Section(f"{heading}, {name}", protocol, holdouts) for heading, holdouts in
                      (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items() if protocol != "blind")
-    path = write_summary(results, args.out, list(variants), title, command, sections)
+    path = write_summary(results, args.out, list(variants), title, command, sections, publish=args.publish)
     with path.open("a", encoding="utf-8") as fh:
         for protocol, name in PROTOCOL_NAMES.items():
             if "loo" in args.splits and any(protocol in r for r in results):

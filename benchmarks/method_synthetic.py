@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     title = (f"Synthetic method benchmark: {args.n_images} scans at {args.image_size} px (pre-training corpus: "
              f"{args.pretrain_images}), {args.model} backbone, {args.steps} pre-training steps at batch {args.batch}, "
              "site-c held out")
-    path = write_summary(results, args.out, list(variants), title, command_line("benchmarks/method_synthetic.py", argv))
+    path = write_summary(results, args.out, list(variants), title, command_line("benchmarks/method_synthetic.py", argv),
+                         publish=args.publish)
     print(Path(path).read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
 

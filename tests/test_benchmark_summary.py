@@ -234,8 +234,11 @@ def test_the_trained_blind_model_is_the_bar_and_the_best_blind_variant_is_report
     base = report_methods.baselines_of(results, "vqa")
     assert base["trained blind"] == pytest.approx((0.625, 0.45))  # robust-mmr's blind runs: the best blind score
     assert base["question-only"] == pytest.approx((0.5, 0.4))
-    path = report_methods.write_summary(results, tmp_path, ["mmr", "robust-mmr"], "test", "cmd")
+    path = report_methods.write_summary(results, tmp_path, ["mmr", "robust-mmr"], "test", "cmd",
+                                        publish=tmp_path / "docs" / "real")
     sections = json.loads((tmp_path / "summary.json").read_text())["sections"]
+    published = json.loads((tmp_path / "docs" / "real.json").read_text())  # beside the plot, for machines
+    assert published["sections"] == sections and (tmp_path / "docs" / "real.png").is_file()
     # mmr (0.60) beats question-only (0.5) but not the trained blind model (0.625)
     assert sections["Full fine-tuning"]["measurable"] == {"mmr": False, "robust-mmr": True}
     text = path.read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,10 +259,12 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
 def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str,
                   sections: tuple[Section, ...] = (Section("Full fine-tuning", "vqa"),
                                                    Section("Probe (frozen backbone)", "probe"),
-                                                   Section("LP-FT (the probe, then full fine-tuning)", "lpft"))
-                  ) -> Path:
+                                                   Section("LP-FT (the probe, then full fine-tuning)", "lpft")),
+                  publish: Path | None = None) -> Path:
     """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``, one table set per section that has results;
-    returns the Markdown path."""
+    returns the Markdown path. ``publish`` (a path stem such as ``docs/benchmarks/real``): the plot and the JSON of
+    its tables' numbers (mean, std, per-seed values per variant and section, the baselines, the command) are also
+    written there as ``STEM.png`` and ``STEM.json``."""
     summaries = {s.title: {**aggregate(results, order, s.protocol, s.holdouts),
                            "baselines": baselines_of(results, s.protocol, s.holdouts)} for s in sections}
     summaries = {title: summary for title, summary in summaries.items() if summary["variants"]}
@@ -282,4 +285,8 @@ def write_summary(results: list[dict], out: Path, order: list[str], title: str, 
         text += f"\nFailed jobs (see their tracebacks above): {', '.join(failures)}\n"
     path = out / "summary.md"
     path.write_text(text, encoding="utf-8")
+    if publish is not None:
+        publish.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "summary.png", publish.with_suffix(".png"))
+        shutil.copyfile(out / "summary.json", publish.with_suffix(".json"))
     return path

@@ -56,6 +56,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per job (default: the machine's cores / --parallel)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers per pre-training run")
+    parser.add_argument("--publish", type=Path, metavar="STEM",
+                        help="also write the summary plot and the JSON of its tables as STEM.png / STEM.json "
+                             "(e.g. docs/benchmarks/real-standard)")
     parser.add_argument("--summary-only", action="store_true",
                         help="only summarise the jobs already finished under --out (run nothing)")
 
