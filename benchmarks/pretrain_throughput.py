@@ -117,7 +117,13 @@ def main() -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     peaks = {p: matmul_peak(PRECISIONS[p] or torch.float32, device) for p in args.precisions}
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        from robust_mmr.hardware import cpu_capability, native_cpu_bf16, resolve_precision
+
+        where = (f"{torch.get_num_threads()} CPU threads, capability {cpu_capability()}, "
+                 f"{'native' if native_cpu_bf16() else 'no native'} bf16 (precision auto → {resolve_precision('auto')})")
     print(f"torch {torch.__version__}, {where}; matmul peak: "
           + ", ".join(f"{p} {v / 1e9:.0f} GFLOP/s" for p, v in peaks.items()))
     with tempfile.TemporaryDirectory() as tmp:
