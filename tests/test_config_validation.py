@@ -26,6 +26,9 @@ from robust_mmr.errors import InputError
     ("objective.modality=pet", "objective.modality", "xray"),
     ("train.precision=fp8", "train.precision", "bf16-mixed"),
     ("train.strategy=horovod", "train.strategy", "ddp"),
+    ("train.strategy=fsdp", "train.strategy", "fsdp is not supported yet"),
+    ("train.accumulate_grad_batches=0", "train.accumulate_grad_batches", "> 0"),
+    ("train.checkpoint_minutes=-5", "train.checkpoint_minutes", ">= 0"),
     ("train.on_bad_sample=ignore", "train.on_bad_sample", "skip, fail"),
     ("model.image_size=100", "model.image_size", "multiple of patch_size (16)"),
     ("train.lr=0", "train.lr", "> 0"),
@@ -56,6 +59,20 @@ def test_presets_and_valid_overrides_pass():
     cfg = load_config("base", ["objective.itm_weight=0.5", "model.decoder.read_layer=6", "train.on_bad_sample=fail"])
     assert cfg.objective.itm_weight == 0.5 and cfg.train.on_bad_sample == "fail"
     assert load_config("tiny", ["train.lr=5e-4"]).train.lr == 5e-4  # YAML 1.1 reads this as a string
+
+
+def test_fsdp_is_refused_with_the_reason_and_the_alternative():
+    with pytest.raises(InputError) as err:
+        load_config("base", ["train.strategy=fsdp", "train.devices=8"])
+    message = str(err.value)
+    assert "allowed: one of auto, ddp, ddp_spawn, ddp_find_unused_parameters_true. fsdp is not supported yet" in message
+    assert "use ddp" in message
+
+
+def test_base_checkpoints_by_time_not_every_few_steps():
+    train = load_config("base").train
+    assert train.checkpoint_every == 0 and train.checkpoint_minutes == 30 and train.accumulate_grad_batches == 1
+    assert load_config("base", ["train.checkpoint_every=1000"]).train.checkpoint_every == 1000
 
 
 def test_a_non_number_for_a_float_key_is_rejected():

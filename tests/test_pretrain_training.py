@@ -13,6 +13,7 @@ from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.model import build_model
 from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
+from robust_mmr.training import checkpoint as ckpt
 from robust_mmr.training.checkpoint import export_weights, load_pretrained
 from robust_mmr.training.data import ImageTextDataset, PretrainCollator
 from robust_mmr.training.module import PretrainModule
@@ -72,6 +73,42 @@ def test_cli_pretrain_resumes_from_last_checkpoint(synth_dir, tmp_path, capsys):
     assert "5 steps" in capsys.readouterr().out
     assert len(_losses(tmp_path)) == 5  # 3 steps, then only steps 4 and 5: resumed, not restarted
     assert load_config(str(tmp_path / "config.yaml")).objective.method == "mmr-aug"
+
+
+@pytest.mark.parametrize("schedule, saved_at", [
+    (["train.checkpoint_minutes=0.000001"], [1, 2, 3]),  # "every 60 ms": after every optimizer step, none mid-window
+    (["train.checkpoint_every=2"], [2, 3]),  # every 2 optimizer steps, and at the end
+    (["train.checkpoint_minutes=0"], [3]),  # neither: at the end only
+])
+def test_accumulation_counts_optimizer_steps_and_checkpoints_follow_them(synth_dir, tmp_path, monkeypatch,
+                                                                         schedule, saved_at):
+    """Two micro-batches of 2 per optimizer step: max_steps=3 trains 6 batches in 3 optimizer and schedule steps;
+    a checkpoint (with its safetensors export) is only ever written after an optimizer step, and always at the end."""
+    saved, exported = [], []
+    real_save, real_export = ckpt.SafeCheckpointIO.save_checkpoint, ckpt.export_weights
+
+    def save(self, checkpoint, path, storage_options=None):
+        saved.append((checkpoint["global_step"],
+                      checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["processed"]))
+        real_save(self, checkpoint, path, storage_options)
+
+    def export(model, cfg, run_dir):
+        exported.append(len(saved))
+        return real_export(model, cfg, run_dir)
+
+    monkeypatch.setattr(ckpt.SafeCheckpointIO, "save_checkpoint", save)
+    monkeypatch.setattr(ckpt, "export_weights", export)
+    cfg = load_config("tiny", ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1",
+                               "model.fusion.layers=1", "model.decoder.layers=1", "train.num_workers=0",
+                               "train.precision=32-true", "train.batch_size=2", "train.accumulate_grad_batches=2",
+                               "train.max_steps=3", *schedule])
+    assert run_pretraining(cfg, synth_dir, tmp_path, progress=False)["steps"] == 3
+    assert saved == [(step, 2 * step) for step in saved_at]  # each after the second micro-batch of its step
+    assert len(exported) == len(saved_at)  # the weights exported with each checkpoint, not again at the end
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3 and last["lr_schedulers"][0]["last_epoch"] == 3  # the schedule counts steps
+    assert {float(s["step"]) for s in last["optimizer_states"][0]["state"].values()} == {3.0}
+    assert (tmp_path / "model.safetensors").is_file()
 
 
 def test_cli_rejects_unknown_config_keys(synth_dir, tmp_path, capsys):

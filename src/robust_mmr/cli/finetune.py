@@ -41,7 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (perturbation draws)")
     e.add_argument("--max-items", type=int, help="evaluate a fixed random subset of the test items")
     e.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
-                   help="inference precision (auto: bf16 only where the CPU has native bf16, else fp32)")
+                   help="inference precision (auto: bf16 on a bf16 GPU or where the CPU has native bf16, else fp32)")
+    e.add_argument("--device", default="auto", help="where the model runs: auto (a CUDA GPU when one is present, "
+                                                    "else the CPU), cpu, cuda or cuda:N")
+    e.add_argument("--batch-size", type=int, help="items encoded and fused per pass (default: 64 for a classifier, "
+                                                  "256 for retrieval; larger keeps a GPU busier)")
     e.add_argument("--reference", type=Path,
                    help="an evaluated reference run (dir or results.json): adds corruption errors CE / mCE")
     e.add_argument("--out", type=Path, help="results JSON (default RUN/results.json)")
@@ -112,8 +116,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         corruptions=args.corruptions.split(",") if args.corruptions else None,
         text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
         severities=tuple(int(s) for s in args.severities.split(",")), modality=args.modality,
-        max_items=args.max_items, precision=args.precision)
-    print(describe(results["precision"]))
+        max_items=args.max_items, precision=args.precision, device=args.device, batch_size=args.batch_size)
+    print(f"{describe(results['precision'])}; device: {results['device']}")
     if reference is not None and "perturbed" in results and results["task"] != "retrieve":
         results["perturbed"]["corruption_error"] = {"reference": str(args.reference),
                                                     **corruption_errors(results["perturbed"]["cells"], reference)}

@@ -22,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, help="folder that relative image paths are read from (default: the input "
                                              "file's folder, or the current one)")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--device", default="auto", help="where the model runs: auto (a CUDA GPU when one is present, "
+                                                    "else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=("32-true", "bf16-mixed", "auto"), default="32-true",
+                   help="inference precision (auto: bf16 on a bf16 GPU or where the CPU has native bf16)")
     p.add_argument("--out", type=Path, help="write the predictions as JSON Lines")
     p.set_defaults(func=_predict)
 
@@ -37,7 +41,7 @@ def _predict(args: argparse.Namespace) -> int:
     from robust_mmr.errors import InputError
     from robust_mmr.tasks.predict import TEXT_FIELD, RunPredictor, read_rows
 
-    predictor = RunPredictor.load(args.run)
+    predictor = RunPredictor.load(args.run, device=args.device, precision=args.precision)
     field = TEXT_FIELD[predictor.task]
     if args.input:
         rows, root = read_rows(args.input), args.root or args.input.parent

@@ -3,6 +3,10 @@
 Each unique image is encoded once per image condition (clean, or one corruption × severity) and
 each question once per text condition; fusion then runs per item. An image-perturbed cell thus
 re-encodes only the images, and a text-perturbed cell only the texts (DESIGN §4, issue 6 speed).
+
+The model runs on one device (:func:`resolve_device`: a CUDA GPU when one is present, else the CPU): it is moved
+there once, every input batch is moved there, and predictions come back to the CPU for the metrics. Images are
+decoded and corrupted on the CPU (the corruptions' own fp32 code), then encoded ``batch_size`` at a time.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from torch import Tensor
 
 from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.errors import InputError
 from robust_mmr.hardware import FP32, autocast
 from robust_mmr.model.mmr_model import MMRModel
 from robust_mmr.perturbations.image.api import corrupt_image
@@ -37,17 +42,44 @@ class Cell:
 
 
 SHUFFLE_KEYS = ("image_organ", "region", "modality")  # meta keys that group images for the shuffled test
+AUTO_DEVICE = "auto"
+DEVICE_HELP = "auto (a CUDA GPU when one is present, else the CPU), cpu, cuda or cuda:N"
+
+
+def resolve_device(device: str | torch.device = AUTO_DEVICE) -> torch.device:
+    """The device inference runs on: ``auto`` is CUDA when ``torch.cuda.is_available()``, else the CPU; ``cpu``,
+    ``cuda`` and ``cuda:N`` name one. Anything else, or CUDA where there is none, is an :class:`InputError`."""
+    if isinstance(device, torch.device):
+        return device
+    if device == AUTO_DEVICE:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        resolved = None
+    if resolved is None or resolved.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r}: choose {DEVICE_HELP}")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r}: no CUDA GPU is available here (use cpu or auto)")
+    return resolved
+
+
+def accelerator_of(device: torch.device) -> str:
+    """The Lightning accelerator name of ``device`` for the precision rule (:mod:`robust_mmr.hardware`)."""
+    return "gpu" if device.type == "cuda" else "cpu"
 
 
 class Predictor:
     """Predicts the records' classes under :class:`Cell` conditions; caches clean encodings.
 
     A blind classifier (``model.blind``) never has an image encoded: every cell runs with the image removed.
+    ``model`` is moved to ``device`` (see :func:`resolve_device`); encodings stay there between cells.
     """
 
     def __init__(self, model: PairClassifier, tokenizer, vocab: LabelVocab, root: Path, records: list[TaskRecord],
-                 seed: int = 0, batch_size: int = 64, precision: str = FP32):
-        self.model, self.tokenizer, self.vocab = model.eval(), tokenizer, vocab
+                 seed: int = 0, batch_size: int = 64, precision: str = FP32, device: str | torch.device = AUTO_DEVICE):
+        self.device = resolve_device(device)
+        self.model, self.tokenizer, self.vocab = model.eval().to(self.device), tokenizer, vocab
         self.precision = precision  # a resolved precision (robust_mmr.hardware): bf16 autocast or fp32
         self.root, self.records, self.seed, self.batch_size = Path(root), records, seed, batch_size
         cfg = model.backbone.cfg
@@ -89,11 +121,12 @@ class Predictor:
             sl = slice(start, start + self.batch_size)
             idx = (self.shuffled_index() if cell.shuffle_images else self.image_index)[sl]
             n = idx.numel()
-            with autocast(self.precision):
-                fused = self.model.backbone.fuse(
-                    images[0][idx], images[1][idx], texts[0][sl], texts[1][sl],
-                    torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text))
-                predictions.append(self.model.classify(fused).argmax(-1))
+            idx, drop_image, drop_text = (t.to(self.device) for t in (
+                idx, torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text)))
+            with autocast(self.precision, self.device):
+                fused = self.model.backbone.fuse(images[0][idx], images[1][idx], texts[0][sl], texts[1][sl],
+                                                 drop_image, drop_text)
+                predictions.append(self.model.classify(fused).argmax(-1).cpu())
         return (torch.cat(predictions).numpy() if predictions else np.zeros(0, dtype=int)), example
 
     def shuffle_groups(self) -> dict[str, tuple]:
@@ -123,20 +156,22 @@ class Predictor:
 
     def _encode_images(self, corruption: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         return encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
-                             self.channels, self.batch_size, example, self.precision)
+                             self.channels, self.batch_size, example, self.precision, self.device)
 
     def _encode_texts(self, perturbation: tuple[str, int] | None, example: dict) -> tuple[Tensor, Tensor]:
         items = [(r.id, record_text(r)) for r in self.records]
         return encode_texts(self.model.backbone, self.tokenizer, items, perturbation, self.seed, self.max_length,
-                            self.batch_size, example, self.precision)
+                            self.batch_size, example, self.precision, self.device)
 
 
 def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[str],
                   corruption: tuple[str, int] | None, seed: int, size: int, channels: int, batch_size: int,
-                  example: dict | None = None, precision: str = FP32) -> tuple[Tensor, Tensor]:
+                  example: dict | None = None, precision: str = FP32,
+                  device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
     """Unimodal tokens (U, 1 + N, D) and validity of the decoded ``images`` (by path), each corrupted once with
     ``corruption`` (replayable per (seed, image path)); the first image's sampled parameters go into ``example``.
-    The encoder runs at ``precision`` (a resolved one); corruptions always run in their own fp32 code."""
+    The encoder (on ``device``, where the results stay) runs at ``precision`` (a resolved one); corruptions always
+    run on the CPU in their own fp32 code, and each batch of pixels (B, C, H, W) is then moved to ``device``."""
     tokens, valid = [], []
     for start in range(0, len(images), batch_size):
         batch = []
@@ -147,8 +182,8 @@ def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[s
                 if example is not None:
                     example.setdefault("image", params)
             batch.append(image_to_tensor(array, size, channels))
-        with autocast(precision):
-            t, v = backbone.encode_image(torch.stack(batch))
+        with autocast(precision, device):
+            t, v = backbone.encode_image(torch.stack(batch).to(device))
         tokens.append(t)
         valid.append(v)
     return torch.cat(tokens), torch.cat(valid)
@@ -156,9 +191,10 @@ def encode_images(backbone: MMRModel, raw: dict[str, np.ndarray], images: list[s
 
 def encode_texts(backbone: MMRModel, tokenizer, items: list[tuple[str, str]], perturbation: tuple[str, int] | None,
                  seed: int, max_length: int, batch_size: int, example: dict | None = None,
-                 precision: str = FP32) -> tuple[Tensor, Tensor]:
+                 precision: str = FP32, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor]:
     """Unimodal tokens (T, L, D) and validity of ``items`` ((record id, text) pairs), each text perturbed once with
-    ``perturbation`` (replayable per (seed, record id)); the first perturbation goes into ``example``."""
+    ``perturbation`` (replayable per (seed, record id)); the first perturbation goes into ``example``. Each batch
+    of token ids (B, L) is moved to ``device``, where the encoder runs and the results stay."""
     texts = []
     for rid, text in items:
         if perturbation is not None:
@@ -171,8 +207,8 @@ def encode_texts(backbone: MMRModel, tokenizer, items: list[tuple[str, str]], pe
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(texts[start:start + batch_size], padding="max_length", truncation=True,
                         max_length=max_length, return_tensors="pt")
-        with autocast(precision):
-            t, v = backbone.encode_text(enc["input_ids"], enc["attention_mask"])
+        with autocast(precision, device):
+            t, v = backbone.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device))
         tokens.append(t)
         valid.append(v)
     return torch.cat(tokens), torch.cat(valid)

@@ -11,7 +11,8 @@
 - ``cross-domain``: when the run held a domain out, accuracy on the unseen domain's test records,
   the in-domain test reference, and RR = 1 − (iid − ood) / iid.
 
-Every cell records its evaluation seed and the parameters sampled for one example item.
+Every cell records its evaluation seed and the parameters sampled for one example item. The model runs on
+``device`` (a CUDA GPU when one is present, else the CPU), recorded in the results with the precision.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from robust_mmr.evaluation.metrics import (
     macro_f1,
     relative_robustness,
 )
-from robust_mmr.evaluation.predict import Cell, Predictor
+from robust_mmr.evaluation.predict import AUTO_DEVICE, Cell, Predictor, accelerator_of, resolve_device
 from robust_mmr.evaluation.protocol_common import PROTOCOLS, check_protocols, pretraining_method, subsample
 from robust_mmr.evaluation.retrieval import RETRIEVAL_PROTOCOLS, evaluate_retrieval_run
 from robust_mmr.hardware import precision_record
@@ -48,13 +49,17 @@ __all__ = ["PROTOCOLS", "corruption_errors", "evaluate_run"]
 def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PROTOCOLS, seed: int = 0,
                  corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                  severities: tuple[int, ...] = SEVERITIES, modality: str = "generic", max_items: int | None = None,
-                 progress: bool = True, precision: str = "auto") -> dict:
+                 progress: bool = True, precision: str = "auto", device: str = AUTO_DEVICE,
+                 batch_size: int | None = None) -> dict:
     """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict.
-    ``precision``: the model's at inference (``auto``: from the hardware, :mod:`robust_mmr.hardware`)."""
+    ``precision``: the model's at inference (``auto``: from the hardware of ``device``, :mod:`robust_mmr.hardware`).
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``. ``batch_size``: items
+    encoded and fused per pass (None: 64 for a classifier, 256 for retrieval); larger keeps a GPU busier."""
     if is_retrieval_run(run_dir):
         protocols = RETRIEVAL_PROTOCOLS if protocols == PROTOCOLS else protocols  # "all" means all that apply
         return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
-                                      modality, max_items, progress, precision=precision)
+                                      modality, max_items, progress, precision=precision, device=device,
+                                      batch_size=batch_size)
     check_protocols(protocols)
     model, tokenizer, _, task = load_finetuned(run_dir)
     vocab = LabelVocab(tuple(task["labels"]))
@@ -63,13 +68,16 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"],
                              task["finetune"].get("val_carve", "auto"))
     test = subsample(parts["test"], max_items)
-    precision_used = precision_record(precision, "cpu")
-    predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed, precision=precision_used["resolved"])
+    device_used = resolve_device(device)
+    precision_used = precision_record(precision, accelerator_of(device_used))
+    batching = {} if batch_size is None else {"batch_size": batch_size}
+    predictor = Predictor(model, tokenizer, vocab, data_dir, test, seed=seed, precision=precision_used["resolved"],
+                          device=device_used, **batching)
     closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in test])
     results: dict = {"run": str(run_dir), "task": task["task"], "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
                      "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum()),
-                     "precision": precision_used}
+                     "precision": precision_used, "device": str(device_used)}
 
     clean_pred, _ = predictor.predict(Cell())
     clean_hits = clean_pred == predictor.labels
@@ -99,7 +107,8 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
         }
     if "cross-domain" in protocols and holdout is not None:
         ood = subsample(parts["test_ood"], max_items)
-        ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed, precision=predictor.precision)
+        ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed, precision=predictor.precision,
+                             device=device_used, batch_size=predictor.batch_size)
         ood_hits, _ = ood_pred.hits(Cell())
         ood_closed = np.array([getattr(r, "answer_type", "open") == "closed" for r in ood])
         ood_acc = accuracy_breakdown(ood_hits, ood_closed)

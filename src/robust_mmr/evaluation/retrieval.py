@@ -11,6 +11,9 @@ only the images, text perturbation × severity only the captions, paired ``both`
 domain held out: the held-out domain's test pairs ranked among themselves beside an equally large fixed
 subset of the in-domain test pairs (R@K depends on the gallery size), with ΔMR_domain = MR_ood − MR_iid.
 ``missing`` is refused: embeddings are unimodal, so a query with its modality removed has nothing to rank by.
+
+The encoders and the ITM re-ranking's fused passes run on ``device`` (a CUDA GPU when one is present, else the
+CPU); the ITC embeddings come back to the CPU, where the ranking's similarity matrix is computed in row chunks.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import bootstrap_ci
 from robust_mmr.evaluation.ranking import DIRECTIONS, both_directions, group_images, retrieval_ranks
-from robust_mmr.evaluation.predict import encode_images, encode_texts
+from robust_mmr.evaluation.predict import AUTO_DEVICE, accelerator_of, encode_images, encode_texts, resolve_device
 from robust_mmr.hardware import FP32, autocast, precision_record
 from robust_mmr.evaluation.protocol_common import check_protocols, pretraining_method, subsample
 from robust_mmr.perturbations.image.registry import image_corruptions
@@ -46,20 +49,22 @@ RETRIEVAL_PROTOCOLS = ("clean", "perturbed", "cross-domain")
 class Encoded:
     """One modality of the test set under one condition: fusion-width tokens, validity, ITC embeddings."""
 
-    tokens: Tensor  # (N, S, D)
-    valid: Tensor  # (N, S) bool
-    emb: Tensor  # (N, dim), unit rows
+    tokens: Tensor  # (N, S, D), on the encoder's device
+    valid: Tensor  # (N, S) bool, on the encoder's device
+    emb: Tensor  # (N, dim) float32 unit rows, on the CPU
 
 
 class RetrievalEncoder:
     """Encodes the test pairs' unique images and their captions under a perturbation (or clean, cached).
 
-    Batches of 256 encode 2,000 tiny-preset images 1.6× faster than batches of 64 on 2 CPU cores.
+    Batches of 256 encode 2,000 tiny-preset images 1.6× faster than batches of 64 on 2 CPU cores. ``model`` is
+    moved to ``device`` (:func:`robust_mmr.evaluation.predict.resolve_device`).
     """
 
     def __init__(self, model: RetrievalModel, tokenizer, root: Path, records: list[ImageTextRecord], seed: int = 0,
-                 batch_size: int = 256, precision: str = FP32):
-        self.model, self.tokenizer, self.records = model.eval(), tokenizer, records
+                 batch_size: int = 256, precision: str = FP32, device: str | torch.device = AUTO_DEVICE):
+        self.device = resolve_device(device)
+        self.model, self.tokenizer, self.records = model.eval().to(self.device), tokenizer, records
         self.precision = precision  # encoders under autocast at a resolved bf16 precision; ranking always in fp32
         self.seed, self.batch_size = seed, batch_size
         cfg = model.backbone.cfg
@@ -74,9 +79,9 @@ class RetrievalEncoder:
         if corruption is None and "image" in self._clean:
             return self._clean["image"]
         tokens, valid = encode_images(self.model.backbone, self.raw, self.images, corruption, self.seed, self.size,
-                                      self.channels, self.batch_size, example, self.precision)
-        with autocast(self.precision):
-            out = Encoded(tokens, valid, self.model.image_embedding(tokens).float())
+                                      self.channels, self.batch_size, example, self.precision, self.device)
+        with autocast(self.precision, self.device):
+            out = Encoded(tokens, valid, self.model.image_embedding(tokens).float().cpu())
         if corruption is None:
             self._clean["image"] = out
         return out
@@ -86,9 +91,10 @@ class RetrievalEncoder:
         if perturbation is None and "text" in self._clean:
             return self._clean["text"]
         tokens, valid = encode_texts(self.model.backbone, self.tokenizer, [(r.id, r.text) for r in self.records],
-                                     perturbation, self.seed, self.max_length, self.batch_size, example, self.precision)
-        with autocast(self.precision):
-            out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid).float())
+                                     perturbation, self.seed, self.max_length, self.batch_size, example, self.precision,
+                                     self.device)
+        with autocast(self.precision, self.device):
+            out = Encoded(tokens, valid, self.model.text_embedding(tokens, valid).float().cpu())
         if perturbation is None:
             self._clean["text"] = out
         return out
@@ -108,14 +114,15 @@ class RetrievalEncoder:
         return retrieval_ranks(images.emb, texts.emb, self.text_image, rerank)
 
     def _match(self, images: Encoded, image_idx: Tensor, texts: Encoded, text_idx: Tensor) -> Tensor:
-        """ITM scores of the pairs (image_idx[p], text_idx[p]): (P,) fused passes in batches."""
+        """ITM scores of the pairs (image_idx[p], text_idx[p]): (P,) on the CPU, fused passes in batches on the
+        encoder's device."""
         scores = []
         step = self.batch_size
         for start in range(0, len(image_idx), step):
-            i, t = image_idx[start:start + step], text_idx[start:start + step]
-            with autocast(self.precision):
+            i, t = image_idx[start:start + step].to(self.device), text_idx[start:start + step].to(self.device)
+            with autocast(self.precision, self.device):
                 scores.append(self.model.match_logits(images.tokens[i], images.valid[i], texts.tokens[t],
-                                                      texts.valid[t]).float())
+                                                      texts.valid[t]).float().cpu())
         return torch.cat(scores)
 
 
@@ -123,12 +130,14 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
                            corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                            severities: tuple[int, ...] = SEVERITIES, modality: str = "generic",
                            max_items: int | None = None, progress: bool = True, rerank_k: int = RERANK_K,
-                           precision: str = "auto") -> dict:
+                           precision: str = "auto", device: str = AUTO_DEVICE, batch_size: int | None = None) -> dict:
     """Evaluate the retrieval run in ``run_dir`` on the test pairs of ``data_dir``; returns the results dict.
 
     ``corruptions`` / ``text_perts``: None means every registered one (an empty list: none).
     ``rerank_k``: ITM re-ranking of the top-k on the clean test set when the backbone has an ITM head
-    (0: off). Perturbed cells rank by ITC only. ``precision``: the encoders' (``auto``: from the hardware).
+    (0: off). Perturbed cells rank by ITC only. ``precision``: the encoders' (``auto``: from the hardware of
+    ``device``). ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+    ``batch_size``: items encoded (or pairs fused) per pass (None: 256).
     """
     check_protocols(protocols)
     if "missing" in protocols:
@@ -141,12 +150,15 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
     test = subsample(parts["test"], max_items)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
-    precision_used = precision_record(precision, "cpu")
-    encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed, precision=precision_used["resolved"])
+    device_used = resolve_device(device)
+    precision_used = precision_record(precision, accelerator_of(device_used))
+    batching = {} if batch_size is None else {"batch_size": batch_size}
+    encoder = RetrievalEncoder(model, tokenizer, data_dir, test, seed=seed, precision=precision_used["resolved"],
+                               device=device_used, **batching)
     results: dict = {"run": str(run_dir), "task": "retrieve", "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
                      "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": [],
-                     "precision": precision_used}
+                     "precision": precision_used, "device": str(device_used)}
     clean_images, clean_texts = encoder.encode_images(), encoder.encode_texts()
     clean_ranks = encoder.ranks(clean_images, clean_texts)
     clean = both_directions(clean_ranks)
@@ -176,22 +188,25 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
                                     "--holdout KEY=VALUE); nothing to evaluate")
         else:
             results["cross_domain"] = cross_domain_ranking(model, tokenizer, data_dir, parts, holdout, max_items, seed,
-                                                           precision_used["resolved"])
+                                                           precision_used["resolved"], device_used, encoder.batch_size)
     return results
 
 
 def cross_domain_ranking(model: RetrievalModel, tokenizer, data_dir: Path, parts: dict, holdout: Holdout,
-                         max_items: int | None, seed: int, precision: str = FP32) -> dict:
+                         max_items: int | None, seed: int, precision: str = FP32, device: str | torch.device = "cpu",
+                         batch_size: int = 256) -> dict:
     """The held-out domain's test pairs ranked among themselves, and the in-domain reference: a fixed subset of
     the in-domain test pairs as large as the held-out set (capped at ``max_items``), so both galleries have the
-    same size. ΔMR_domain = MR_ood − MR_iid per direction and averaged; R@1 RR = R@1_ood / R@1_iid."""
+    same size. ΔMR_domain = MR_ood − MR_iid per direction and averaged; R@1 RR = R@1_ood / R@1_iid. The encoders
+    run on ``device`` at ``precision`` (a resolved one), ``batch_size`` items per pass."""
     n = min(len(parts["test"]), len(parts["test_ood"]), max_items or len(parts["test_ood"]))
     if n < 2:
         raise InputError(f"cross-domain retrieval needs at least 2 test pairs in and out of {holdout.key}="
                          f"{holdout.value}; found {len(parts['test'])} and {len(parts['test_ood'])}")
     metrics = {}
     for name, records in (("iid", subsample(parts["test"], n)), ("ood", subsample(parts["test_ood"], n))):
-        encoder = RetrievalEncoder(model, tokenizer, data_dir, records, seed=seed, precision=precision)
+        encoder = RetrievalEncoder(model, tokenizer, data_dir, records, seed=seed, precision=precision, device=device,
+                                   batch_size=batch_size)
         metrics[name] = both_directions(encoder.ranks(encoder.encode_images(), encoder.encode_texts()))
     delta = {d: metrics["ood"][d]["mean_rank"] - metrics["iid"][d]["mean_rank"] for d in DIRECTIONS}
     delta["mean"] = float(np.mean([delta[d] for d in DIRECTIONS]))

@@ -47,7 +47,7 @@ class FinetuneConfig:
     augment: bool = False  # training images: small random crop, rotation and intensity jitter (tasks.data)
     head: str = "auto"  # the head's input: auto (pooled; mean for the probe and LP-FT) | pooled | mean | attention
     precision: str = "auto"  # from the hardware (robust_mmr.hardware), or a Lightning precision
-    accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; evaluation always runs on the CPU
+    accelerator: str = "cpu"  # Lightning's: cpu | gpu | auto ...; also where the probe caches features
     devices: int = 1  # processes (one per GPU; on CPU, processes); batch_size is per process
     strategy: str = "auto"  # one of FINETUNE_STRATEGIES
     # retrieval ITC on several devices: every process's pairs are negatives (gathered with gradients); true: each

@@ -10,6 +10,10 @@ each row's image (the rows' own ``text`` values unless a gallery is given).
     predictor = RunPredictor.load("runs/ft/robust-seed0")
     predictor.predict([{"image": "scan.dcm", "question": "Is there a pleural effusion?"}])
     # [{"row": 0, "image": "scan.dcm", "question": "...", "answer": "no", "top": [{"answer": "no", "p": 0.91}, ...]}]
+
+The model runs on ``device`` (``auto``: a CUDA GPU when one is present, else the CPU) at ``precision`` (fp32 unless
+asked: ``auto`` applies the rule of :mod:`robust_mmr.hardware` for that device); images are read on the CPU,
+every batch is moved to the device and the scores come back to the CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from torch import Tensor
 
 from robust_mmr.data.images import ImageReadError, image_to_tensor, read_image
 from robust_mmr.errors import InputError
+from robust_mmr.evaluation.predict import AUTO_DEVICE, accelerator_of, resolve_device
+from robust_mmr.hardware import FP32, autocast, resolve_precision
 from robust_mmr.tasks.finetune import load_finetuned
 from robust_mmr.tasks.labels import LabelVocab
 from robust_mmr.tasks.retrieval import is_retrieval_run, load_retrieval
@@ -58,7 +64,8 @@ def read_rows(path: str | Path) -> list[dict]:
 
 @dataclass
 class RunPredictor:
-    """A fine-tuned run ready to answer rows. ``task``: vqa, classify or retrieve."""
+    """A fine-tuned run ready to answer rows. ``task``: vqa, classify or retrieve. ``model`` is moved to ``device``
+    (``auto``, ``cpu``, ``cuda`` or ``cuda:N``) and runs at ``precision`` (a resolved one: fp32 or bf16-mixed)."""
 
     model: torch.nn.Module
     tokenizer: object
@@ -67,10 +74,17 @@ class RunPredictor:
     image_size: int
     channels: int
     max_length: int
+    device: str | torch.device = AUTO_DEVICE
+    precision: str = FP32
+
+    def __post_init__(self) -> None:
+        self.device = resolve_device(self.device)
+        self.model = self.model.eval().to(self.device)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> RunPredictor:
-        """Load a fine-tuning run (or its export) for prediction; the weights never go through pickle."""
+    def load(cls, run_dir: str | Path, device: str = AUTO_DEVICE, precision: str = FP32) -> RunPredictor:
+        """Load a fine-tuning run (or its export) for prediction on ``device``; the weights never go through pickle.
+        ``precision``: ``32-true`` (the default), ``bf16-mixed``, or ``auto`` (the hardware rule for ``device``)."""
         if is_retrieval_run(run_dir):
             model, tokenizer, run_cfg, task = load_retrieval(run_dir)
             labels = None
@@ -78,7 +92,9 @@ class RunPredictor:
             model, tokenizer, run_cfg, task = load_finetuned(run_dir)
             labels = LabelVocab(tuple(task["labels"]))
         m = run_cfg.model
-        return cls(model.eval(), tokenizer, task["task"], labels, m.image_size, m.channels, m.max_text_length)
+        device = resolve_device(device)
+        return cls(model, tokenizer, task["task"], labels, m.image_size, m.channels, m.max_text_length, device,
+                   resolve_precision(precision, accelerator_of(device)))
 
     def predict(self, rows: list[dict], root: str | Path = ".", top_k: int = 3,
                 gallery: list[str] | None = None) -> list[dict]:
@@ -121,18 +137,25 @@ class RunPredictor:
         array, _ = read_image(path)
         return image_to_tensor(array, self.image_size, self.channels)
 
-    def _tokens(self, texts: list[str]) -> dict[str, Tensor]:
-        return self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
-                              return_tensors="pt")
+    def _tokens(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """input_ids and attention_mask (B, L) of ``texts``, on the model's device."""
+        enc = self.tokenizer(texts, padding="longest", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+
+    def _stack(self, pixels: list[Tensor]) -> Tensor:
+        """Images (C, H, W) as one batch (B, C, H, W) on the model's device."""
+        return torch.stack(pixels).to(self.device)
 
     @torch.no_grad()
     def _classify(self, ready: list[tuple[dict, Tensor, str]], top_k: int) -> None:
         key = "answer" if self.task == "vqa" else "label"
         for start in range(0, len(ready), BATCH):
             chunk = ready[start:start + BATCH]
-            enc = self._tokens([text for _, _, text in chunk])
-            logits = self.model(torch.stack([p for _, p, _ in chunk]), enc["input_ids"], enc["attention_mask"])
-            probs = logits.float().softmax(-1)
+            pixels = self._stack([p for _, p, _ in chunk])
+            with autocast(self.precision, self.device):
+                logits = self.model(pixels, *self._tokens([text for _, _, text in chunk]))
+            probs = logits.float().softmax(-1).cpu()
             top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
             for (entry, _, _), p, idx in zip(chunk, top.values.tolist(), top.indices.tolist()):
                 entry[key] = self.labels.labels[idx[0]]
@@ -146,14 +169,16 @@ class RunPredictor:
             raise InputError("retrieval needs captions to rank: give a gallery (--captions) or rows with 'text'")
         texts = []
         for start in range(0, len(gallery), BATCH):
-            enc = self._tokens(gallery[start:start + BATCH])
-            tokens, valid = self.model.backbone.encode_text(enc["input_ids"], enc["attention_mask"])
-            texts.append(self.model.text_embedding(tokens, valid))
-        text_emb = torch.cat(texts)
+            with autocast(self.precision, self.device):
+                tokens, valid = self.model.backbone.encode_text(*self._tokens(gallery[start:start + BATCH]))
+                texts.append(self.model.text_embedding(tokens, valid).float())
+        text_emb = torch.cat(texts)  # (G, dim) on the device
         for start in range(0, len(ready), BATCH):
             chunk = ready[start:start + BATCH]
-            tokens, _ = self.model.backbone.encode_image(torch.stack([p for _, p, _ in chunk]))
-            sims = self.model.image_embedding(tokens) @ text_emb.T
+            with autocast(self.precision, self.device):
+                tokens, _ = self.model.backbone.encode_image(self._stack([p for _, p, _ in chunk]))
+                image_emb = self.model.image_embedding(tokens).float()
+            sims = (image_emb @ text_emb.T).cpu()
             top = sims.topk(min(top_k, len(gallery)), dim=-1)
             for (entry, _, _), s, idx in zip(chunk, top.values.tolist(), top.indices.tolist()):
                 entry["captions"] = [{"caption": gallery[j], "similarity": round(v, 4)} for v, j in zip(s, idx)]

@@ -6,15 +6,19 @@ the fused features hold). The backbone is frozen (``requires_grad`` off, eval mo
 the training and validation items are computed once, and the head trains on the cached tensors with
 the same optimiser, schedule, early stopping and best-epoch selection as full fine-tuning
 (:class:`robust_mmr.tasks.module.FinetuneModule`). The saved run holds the unchanged backbone weights
-and the trained head, so every evaluation protocol runs on it as on a fine-tuned run.
+and the trained head, so every evaluation protocol runs on it as on a fine-tuned run. The features are
+computed on the training device (:func:`feature_placement`) and cached on the CPU.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from robust_mmr.hardware import FP32, autocast, resolve_precision, uses_cuda
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.model import PairClassifier, pair_features
 from robust_mmr.tasks.module import ClassifierModule, fit_keeping_best
@@ -48,13 +52,28 @@ def unfreeze(backbone: nn.Module) -> None:
         p.requires_grad_(True)
 
 
+def feature_placement(cfg: FinetuneConfig) -> tuple[torch.device, str]:
+    """Where and at which resolved precision frozen-backbone features are computed: this process's CUDA GPU (by
+    ``LOCAL_RANK`` in a multi-GPU run) under the precision rule's autocast when ``cfg.accelerator`` trains on one;
+    else the CPU in fp32, as the features always were there."""
+    if uses_cuda(cfg.accelerator) and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))), resolve_precision(cfg.precision, "gpu")
+    return torch.device("cpu"), FP32
+
+
 @torch.no_grad()
-def classifier_features(model: PairClassifier, loader: DataLoader) -> list[dict[str, Tensor]]:
-    """The classifier's input features of every batch of ``loader``: [{"features": (B, F), "labels": (B,)}]."""
+def classifier_features(model: PairClassifier, loader: DataLoader, device: str | torch.device = "cpu",
+                        precision: str = FP32) -> list[dict[str, Tensor]]:
+    """The classifier's input features of every batch of ``loader``: [{"features": (B, F) float32, "labels": (B,)}]
+    on the CPU. The model runs on ``device`` at ``precision`` (a resolved one), then goes back to the CPU."""
+    model.to(device)
     batches = []
     for batch in loader:
-        fused = model.backbone(batch["pixels"], batch["input_ids"], batch["attention_mask"])
-        batches.append({"features": pair_features(fused, model.features), "labels": batch["labels"]})
+        with autocast(precision, device):
+            fused = model.backbone(*(batch[k].to(device) for k in ("pixels", "input_ids", "attention_mask")))
+            features = pair_features(fused, model.features)
+        batches.append({"features": features.float().cpu(), "labels": batch["labels"]})
+    model.cpu()
     return batches
 
 
@@ -87,6 +106,8 @@ def fit_probe(model: PairClassifier, train_loader: DataLoader, val_loader: DataL
     """Freeze ``model.backbone``, cache the features of both loaders, train ``model.head`` on them and keep
     its best validation epoch. Returns (the fitted module, seconds)."""
     freeze(model.backbone)
-    train, val = cached_loaders(classifier_features(model, train_loader), classifier_features(model, val_loader), cfg)
+    device, precision = feature_placement(cfg)
+    train, val = cached_loaders(classifier_features(model, train_loader, device, precision),
+                                classifier_features(model, val_loader, device, precision), cfg)
     module = ClassifierModule(HeadOnly(model.head), cfg, len(train))
     return module, fit_keeping_best(module, train, val, cfg, out, progress)

@@ -20,12 +20,12 @@ from robust_mmr.config import RunConfig
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
-from robust_mmr.hardware import describe, precision_record
+from robust_mmr.hardware import FP32, autocast, describe, precision_record
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import Holdout, TaskDataset, split_records
 from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
 from robust_mmr.tasks.module import fit_keeping_best, selection_summary
-from robust_mmr.tasks.probe import cached_loaders, freeze
+from robust_mmr.tasks.probe import cached_loaders, feature_placement, freeze
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 from robust_mmr.tasks.retrieval_module import RetrievalModule
 
@@ -85,8 +85,9 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
 
     if cfg.freeze_backbone:
         freeze(backbone)
-        train, val = cached_loaders(unimodal_features(model, loader("train", False)),
-                                    unimodal_features(model, loader("val", False)), cfg)
+        device, precision = feature_placement(cfg)
+        train, val = cached_loaders(unimodal_features(model, loader("train", False), device, precision),
+                                    unimodal_features(model, loader("val", False), device, precision), cfg)
         notes.append("probe: backbone frozen; ITC projections trained on its image CLS and mean caption tokens")
     else:
         train, val = loader("train", True), loader("val", False)
@@ -107,14 +108,21 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
 
 
 @torch.no_grad()
-def unimodal_features(model: RetrievalModel, loader: DataLoader) -> list[dict]:
-    """Per batch: the backbone's image (B, D) and caption (B, D) features and the image keys (for the probe)."""
+def unimodal_features(model: RetrievalModel, loader: DataLoader, device: str | torch.device = "cpu",
+                      precision: str = FP32) -> list[dict]:
+    """Per batch: the backbone's image (B, D) and caption (B, D) features (float32, on the CPU) and the image keys
+    (for the probe). The model runs on ``device`` at ``precision`` (a resolved one), then goes back to the CPU."""
+    model.to(device)
     batches = []
     for batch in loader:
-        image, _ = model.backbone.encode_image(batch["pixels"])
-        text, text_valid = model.backbone.encode_text(batch["input_ids"], batch["attention_mask"])
-        batches.append({"image_feature": model.image_feature(image), "text_feature": model.text_feature(text, text_valid),
+        with autocast(precision, device):
+            image_tokens, _ = model.backbone.encode_image(batch["pixels"].to(device))
+            text_tokens, text_valid = model.backbone.encode_text(batch["input_ids"].to(device),
+                                                                 batch["attention_mask"].to(device))
+            image, text = model.image_feature(image_tokens), model.text_feature(text_tokens, text_valid)
+        batches.append({"image_feature": image.float().cpu(), "text_feature": text.float().cpu(),
                         "images": batch["images"]})
+    model.cpu()
     return batches
 
 

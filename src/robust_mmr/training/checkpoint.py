@@ -1,4 +1,4 @@
-"""Exported weights (``model.safetensors`` + ``config.yaml``) and the training checkpoints' file I/O.
+"""Exported weights (``model.safetensors`` + ``config.yaml``), when resume checkpoints are written, and their file I/O.
 
 Loading builds the model from the saved config and reads tensors only (safetensors never
 unpickles), so a checkpoint from an untrusted source cannot run code. Lightning's resume
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import pickle
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors.torch import load_file, save_file
 
@@ -51,19 +53,47 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> tuple[MMRModel,
 
 
 class ExportWeights(L.Callback):
-    """Exports safetensors weights every ``every`` steps and at the end of training."""
+    """Exports safetensors weights whenever a resume checkpoint is written and at the end of training (once per
+    optimizer step: a checkpoint written at the end does not export the same weights twice)."""
 
-    def __init__(self, run_dir: Path, cfg: RunConfig, every: int):
-        self.run_dir, self.cfg, self.every = run_dir, cfg, every
+    def __init__(self, run_dir: Path, cfg: RunConfig):
+        self.run_dir, self.cfg = run_dir, cfg
+        self.exported_step: int | None = None
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.is_global_zero and self.every > 0 and trainer.global_step % self.every == 0:
-            export_weights(pl_module.model, self.cfg, self.run_dir)
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        self._export(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if trainer.is_global_zero:
-            export_weights(pl_module.model, self.cfg, self.run_dir)
+        self._export(trainer, pl_module)
 
+    def _export(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and self.exported_step != trainer.global_step:
+            export_weights(pl_module.model, self.cfg, self.run_dir)
+            self.exported_step = trainer.global_step
+
+
+class ResumeCheckpoint(ModelCheckpoint):
+    """``checkpoints/last.ckpt`` every ``every_steps`` optimizer steps, or else every ``minutes`` minutes of
+    training (0 and 0: none during training), and always at the end of training.
+
+    Lightning's ModelCheckpoint takes one trigger (steps or time) and writes ``last.ckpt`` at the end only when it
+    wrote nothing before; here a finished run always ends with a checkpoint of its last step, so it can be
+    extended. A timed save waits for the end of a gradient-accumulation window: a checkpoint in the middle of one
+    would lose the gradients already summed, and the resumed run would differ from an uninterrupted one.
+    """
+
+    def __init__(self, dirpath: Path, every_steps: int, minutes: float):
+        interval = timedelta(minutes=minutes) if every_steps == 0 and minutes > 0 else None
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0, every_n_train_steps=every_steps,
+                         train_time_interval=interval)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.fit_loop.epoch_loop._should_accumulate():  # an optimizer step just ran
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

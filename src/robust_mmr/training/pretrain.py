@@ -1,5 +1,9 @@
 """Running a pre-training job: run directory, trainer, logs, checkpoints, resume, summary.
 
+Checkpoints come every ``train.checkpoint_every`` optimizer steps, else every ``train.checkpoint_minutes``, and
+always at the end, each with an export of ``model.safetensors``. ``train.accumulate_grad_batches`` sums the
+gradients of several micro-batches per optimizer step; ``max_steps`` and the schedule count optimizer steps.
+
 Reliability (see RELIABILITY.md): checkpoints are atomic and load with ``weights_only=True``; a run
 killed at any point resumes from ``checkpoints/last.ckpt`` to the same weights as an uninterrupted
 run (the data order, every view and every mask are functions of seed, epoch and step); bad samples
@@ -16,7 +20,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_only
@@ -24,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from robust_mmr.config import RunConfig, save_config
 from robust_mmr.errors import InputError
 from robust_mmr.hardware import describe, precision_record
-from robust_mmr.training.checkpoint import ExportWeights, SafeCheckpointIO, remove_stale_temp_files
+from robust_mmr.training.checkpoint import ExportWeights, ResumeCheckpoint, SafeCheckpointIO, remove_stale_temp_files
 from robust_mmr.training.data import PretrainDataModule
 from robust_mmr.training.module import NonFiniteLossError, PretrainModule
 from robust_mmr.training.screening import MANIFEST, summarise_skipped
@@ -53,17 +57,15 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
     precision = precision_record(cfg.train.precision, cfg.train.accelerator)
     if is_rank_zero:
         print(describe(precision), flush=True)
-    callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
-                        every_n_train_steps=cfg.train.checkpoint_every),
-        ExportWeights(run_dir, cfg, cfg.train.checkpoint_every),
-    ]
+    callbacks = [ResumeCheckpoint(run_dir / "checkpoints", cfg.train.checkpoint_every, cfg.train.checkpoint_minutes),
+                 ExportWeights(run_dir, cfg)]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
         strategy=_strategy(cfg.train.strategy), precision=precision["resolved"], max_steps=cfg.train.max_steps,
-        gradient_clip_val=cfg.train.grad_clip, log_every_n_steps=cfg.train.log_every,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches, gradient_clip_val=cfg.train.grad_clip,
+        log_every_n_steps=cfg.train.log_every,
         logger=CSVLogger(run_dir, name="logs"),  # logs/version_N per attempt: a resume keeps earlier logs
         callbacks=callbacks, plugins=[SafeCheckpointIO()],
         use_distributed_sampler=False,  # our EpochSampler shards by rank (see training/sampler.py)
