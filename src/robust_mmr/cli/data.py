@@ -1,4 +1,4 @@
-"""``robust-mmr data``: synthetic set, validation, statistics, conversion, leakage dedup, domain splits."""
+"""``robust-mmr data``: synthetic set, validation, statistics, conversion, leakage dedup, domain splits, shards."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from robust_mmr.data.converters import CONVERTERS, convert_dataset
 from robust_mmr.data.dedup import DEFAULT_MAX_DISTANCE, REASON_HASH, REASON_ID, remove_test_overlaps
 from robust_mmr.data.manifest import write_manifest
 from robust_mmr.data.schema import MANIFEST_NAMES
+from robust_mmr.data.shards import DEFAULT_SAMPLES_PER_SHARD, write_shards
 from robust_mmr.data.splits import (
     DEFAULT_VAL_FRACTION,
     domain_values,
@@ -95,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="--image-disjoint: fraction of each domain's images that becomes test (default 0.15)")
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(func=_split)
+
+    shard = commands.add_parser("shard", help="write an image-text split as WebDataset-style tar shards for streaming")
+    shard.add_argument("dataset", type=Path, help="dataset directory with image_text.jsonl")
+    shard.add_argument("--out", type=Path, required=True, help="output directory for shard-000000.tar, ...")
+    shard.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD,
+                       help=f"samples per tar file (default {DEFAULT_SAMPLES_PER_SHARD})")
+    shard.add_argument("--split", default="train", help="split to write (default train)")
+    shard.set_defaults(func=_shard)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -227,4 +236,16 @@ def _split(args: argparse.Namespace) -> int:
         print(f"{value}: val {card['val']['policy']}; excluded {card['excluded']}")
     print(format_table(["held out", "kind", "train", "val", "test", "sha256", "directory"], rows,
                        title=f"leave-one-{args.by}-out splits"))
+    return 0
+
+
+def _shard(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    card = write_shards(args.dataset, args.out, args.samples_per_shard, args.split)
+    print(f"wrote {card['samples']} {args.split} samples in {card['shards']} shards to {args.out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    if card["skipped"]:
+        counts = Counter(s["reason"] for s in card["skipped"])
+        print(format_table(["reason", "count"], counts.most_common(), title=f"{len(card['skipped'])} records skipped"))
+    print(f"index: {args.out / 'shards.json'}, {args.out / 'sizes.json'}")
     return 0

@@ -5,12 +5,18 @@ Intensity handling is explicit: for JPEG/PNG :func:`load_image` returns the stor
 stated step. DICOM files go through :func:`robust_mmr.data.dicom.read_dicom` (modality LUT, VOI,
 MONOCHROME1 inversion → uint16); :func:`read_image` returns the array with an ``info`` dict that
 names the mapping applied, for every format.
+
+Cost: every function here decodes a file's pixels at most once; ``check_image(decode=False)`` reads the
+header only (DICOM too), and ``read_image(path, min_size)`` decodes a large JPEG at reduced scale.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -54,32 +60,67 @@ MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
 def check_image(path: Path, decode: bool = True) -> tuple[int, int]:
-    """Decode an image file to prove it is usable (``decode=False``: read its header only); returns (height, width).
+    """Prove an image file usable by decoding it (``decode=False``: read its header only); returns (height, width).
 
     Raises :class:`ImageReadError` with reason ``missing image file``, ``empty image file``,
     ``image too large`` (over :data:`MAX_IMAGE_PIXELS`, from the header), ``truncated image`` (the data
-    stops early) or ``unreadable image`` (not decodable at all).
+    stops early) or ``unreadable image`` (not decodable at all). The header-only check reads no pixel,
+    for DICOM too (its pixel data is not read), so screening a manifest costs one small read per file.
     """
+    _check_file(path)
+    if is_dicom(path):
+        if decode:
+            return _read_dicom_checked(path)[0].shape[:2]
+        return _dicom_size(path)
+    with _pil_errors(path), _open_checked(path, str(path)) as img:
+        if decode:
+            img.load()  # decodes every pixel: truncated data raises here
+        return img.height, img.width
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a missing or empty file before any decoder sees it."""
     if not path.is_file():
         raise ImageReadError("missing image file", f"{path} does not exist")
     if path.stat().st_size == 0:
         raise ImageReadError("empty image file", f"{path} has 0 bytes")
-    if is_dicom(path):
-        pixels, _ = _read_dicom_checked(path)
-        return pixels.shape[0], pixels.shape[1]
+
+
+@contextmanager
+def _pil_errors(name: str | Path) -> Iterator[None]:
+    """Map what PIL raises while opening or decoding ``name`` to :class:`ImageReadError`."""
     try:
-        with Image.open(path) as img:  # reads the header only
-            if img.width * img.height > MAX_IMAGE_PIXELS:
-                raise ImageReadError("image too large", f"{path}: {img.width} x {img.height} pixels "
-                                     f"exceeds {MAX_IMAGE_PIXELS}; refused before decoding")
-            if decode:
-                img.load()  # decodes every pixel: truncated data raises here
-            return img.height, img.width
+        yield
     except Image.DecompressionBombError as err:  # PIL refuses > 2x its limit inside open()
-        raise ImageReadError("image too large", f"{path}: {err}") from None
+        raise ImageReadError("image too large", f"{name}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         reason = "truncated image" if "truncated" in str(err) else "unreadable image"
-        raise ImageReadError(reason, f"{path}: {err}") from None
+        raise ImageReadError(reason, f"{name}: {err}") from None
+
+
+def _open_checked(source: Path | BinaryIO, name: str) -> Image.Image:
+    """Open an image reading its header only; refuse one over :data:`MAX_IMAGE_PIXELS` before any decoding."""
+    img = Image.open(source)
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        img.close()
+        raise ImageReadError("image too large", f"{name}: {img.width} x {img.height} pixels "
+                             f"exceeds {MAX_IMAGE_PIXELS}; refused before decoding")
+    return img
+
+
+def _dicom_size(path: Path) -> tuple[int, int]:
+    """(rows, columns) of a DICOM file from its header, its pixel data left unread."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except Exception as err:  # pydicom raises many types (InvalidDicomError, AttributeError for no Rows...)
+        raise ImageReadError("unreadable image", f"{path}: {type(err).__name__}: {err}") from None
+    if rows * columns > MAX_IMAGE_PIXELS:
+        raise ImageReadError("image too large", f"{path}: {columns} x {rows} pixels exceeds {MAX_IMAGE_PIXELS}; "
+                             "refused before decoding")
+    return rows, columns
 
 
 def _read_dicom_checked(path: Path) -> tuple[np.ndarray, dict[str, object]]:
@@ -99,29 +140,59 @@ def load_image(path: str | Path) -> np.ndarray:
     return read_image(path)[0]
 
 
-def read_image(path: str | Path) -> tuple[np.ndarray, dict[str, object]]:
-    """Decode an image and say how: ``(array, info)``, ``info`` a flat dict of scalars.
+def read_image(path: str | Path, min_size: int | None = None) -> tuple[np.ndarray, dict[str, object]]:
+    """Decode an image once and say how: ``(array, info)``, ``info`` a flat dict of scalars.
 
     JPEG/PNG: ``info = {"format", "mode", "dtype", "intensity": "stored"}`` — pixels as stored.
     DICOM: the steps of :func:`robust_mmr.data.dicom.read_dicom` (rescale, VOI, inversion).
+    ``min_size``: the side the caller will resize to; a JPEG at least twice as large is then decoded at
+    1/2, 1/4 or 1/8 scale with both sides still >= ``min_size`` (see :func:`decode_image`).
+    Errors are those of :func:`check_image`, found by this one decode.
     """
     path = Path(path)
-    if is_dicom(path) and path.is_file() and path.stat().st_size:
-        return _read_dicom_checked(path)  # decoded once; errors mapped like check_image's
-    check_image(path)
-    with Image.open(path) as img:
+    _check_file(path)
+    if is_dicom(path):
+        return _read_dicom_checked(path)
+    return decode_image(path, str(path), min_size)
+
+
+def decode_image(source: Path | BinaryIO, name: str, min_size: int | None = None) -> tuple[np.ndarray, dict]:
+    """Decode a JPEG/PNG (a path or an open binary file) with one full decode: ``(array, info)`` as :func:`read_image`.
+
+    With ``min_size``, a JPEG is decoded by libjpeg's DCT scaling (PIL's ``draft``) at the smallest of
+    1/8, 1/4, 1/2 that keeps both sides >= ``min_size``, recorded as ``info["draft_scale"]``: a 2,500 px
+    scan decoded for a 224 px model costs about a tenth of a full decode. Other formats ignore it.
+    """
+    with _pil_errors(name), _open_checked(source, name) as img:
         info: dict[str, object] = {"format": img.format or "unknown", "mode": img.mode, "intensity": "stored"}
-        if img.mode in ("I;16", "I;16B", "I;16L"):
-            array = np.asarray(img, dtype=np.uint16)
-        elif img.mode == "I":
-            array = np.asarray(img).astype(np.uint16)
-        else:
-            if img.mode not in ("L", "RGB", "RGBA"):
-                img = img.convert("RGB")
-                info["intensity"] = f"{info['mode']} converted to RGB"
-            array = np.asarray(img).copy()
+        scale = _draft(img, min_size)
+        if scale > 1:
+            info["draft_scale"] = scale
+        img.load()  # the one full decode: truncated data raises here
+        array = _pixels(img, info)
     info["dtype"] = str(array.dtype)
     return array, info
+
+
+def _draft(img: Image.Image, min_size: int | None) -> int:
+    """Configure a JPEG's decoder for reduced-size decoding with both sides >= ``min_size``; returns the scale."""
+    if min_size is None:
+        return 1
+    width = img.width
+    configured = img.draft(img.mode, (min_size, min_size))  # None: not a JPEG (or already configured)
+    return 1 if configured is None else round(width / configured[1][2])
+
+
+def _pixels(img: Image.Image, info: dict[str, object]) -> np.ndarray:
+    """A decoded PIL image → array: uint16 for 16-bit grey, else L/RGB/RGBA uint8 (other modes → RGB)."""
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img, dtype=np.uint16)
+    if img.mode == "I":
+        return np.asarray(img).astype(np.uint16)
+    if img.mode not in ("L", "RGB", "RGBA"):
+        info["intensity"] = f"{info['mode']} converted to RGB"
+        img = img.convert("RGB")
+    return np.asarray(img).copy()
 
 
 def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
@@ -143,3 +214,29 @@ def image_to_tensor(image: np.ndarray, size: int, channels: int) -> torch.Tensor
     if t.shape[0] != channels:
         t = t.expand(channels, -1, -1).contiguous()
     return t.clamp(0.0, 1.0)
+
+
+def image_to_uint8(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    """A decoded image → (channels, size, size), as compact as it is exact: uint8 for an 8-bit image
+    (resized bilinear in 8 bits, colour averaged to grey for 1 channel), else float in [0, 1] as
+    :func:`image_to_tensor` gives (16-bit and DICOM intensities would lose precision in 8 bits).
+
+    A uint8 image is a quarter of the float one, so it crosses DataLoader worker boundaries and the
+    host-to-device copy cheaply; :func:`pixels_to_float` turns it into model input, on the device.
+    """
+    if image.dtype != np.uint8:
+        return image_to_tensor(image, size, channels)
+    if image.ndim == 3:
+        image = image[..., :3]
+    if image.shape[:2] != (size, size):
+        image = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    if image.ndim == 3 and channels == 1:
+        image = np.rint(image.mean(axis=-1)).astype(np.uint8)
+    t = torch.from_numpy(np.array(image))  # a writable copy
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    return t.expand(channels, -1, -1).contiguous() if t.shape[0] != channels else t.contiguous()
+
+
+def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels of any shape from :func:`image_to_uint8` → float in [0, 1] (uint8 / 255; float passes through)."""
+    return pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels

@@ -6,6 +6,7 @@ label, indexed in a :class:`~robust_mmr.tasks.labels.LabelVocab` (-1 outside the
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +14,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robust_mmr.data.images import load_image, resolve_image_path
+from robust_mmr.data.images import image_to_uint8, load_image, pixels_to_float, resolve_image_path
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
 from robust_mmr.errors import InputError
 from robust_mmr.tasks.config import VAL_CARVES
 from robust_mmr.tasks.labels import LabelVocab
-from robust_mmr.data.images import image_to_tensor
 
 TASK_MANIFESTS = {"vqa": "vqa.jsonl", "classify": "classification.jsonl"}
 TaskRecord = VQARecord | ClassificationRecord
@@ -114,26 +114,47 @@ def carve_validation(train: list[TaskRecord], fraction: float,
     return [r for r in train if r.image not in chosen], [r for r in train if r.image in chosen]
 
 
+DEFAULT_CACHE_IMAGES = 1024  # VQA-RAD has 315 images, SLAKE 642: every image of either is decoded once per run
+
+
 class TaskDataset(Dataset):
-    """(record, image tensor) items; decoded images are cached (many questions share an image). With
-    ``read_images=False`` (a blind run) no image is opened: each item carries an empty (0,) tensor."""
+    """(record, image) items, the image float (C, H, W) in [0, 1]. With ``read_images=False`` (a blind run)
+    no image is opened: each item carries an empty (0,) tensor.
+
+    Many questions share an image, so the last ``cache_images`` images used are kept, resized to the model
+    size and as uint8 (an 8-bit image; a 16-bit one or DICOM stays float): ``C * image_size**2`` bytes
+    each, 150 KB at 224 px RGB, so the default 1,024 hold at most ~150 MB (~440 MB at 384 px) per process
+    (each DataLoader worker keeps its own). Least recently used images are dropped first; 0 turns it off.
+    """
 
     def __init__(self, root: Path, records: list[TaskRecord], image_size: int, channels: int,
-                 read_images: bool = True, augment: bool = False):
+                 read_images: bool = True, augment: bool = False, cache_images: int = DEFAULT_CACHE_IMAGES):
         self.root, self.records = Path(root), records
         self.image_size, self.channels, self.read_images, self.augment = image_size, channels, read_images, augment
-        self._cache: dict[str, torch.Tensor] = {}
+        self.cache_images = cache_images
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.records)
 
     def image(self, relative: str) -> torch.Tensor:
+        """The image at ``relative``: float (C, H, W) in [0, 1]; (0,) in a blind run."""
         if not self.read_images:
             return torch.zeros(0)
-        if relative not in self._cache:
-            array = load_image(resolve_image_path(self.root, relative))
-            self._cache[relative] = image_to_tensor(array, self.image_size, self.channels)
-        return self._cache[relative]
+        return pixels_to_float(self._cached(relative))
+
+    def _cached(self, relative: str) -> torch.Tensor:
+        """The model-size image (uint8 or float (C, H, W)), decoded on a cache miss; least recent evicted."""
+        if relative in self._cache:
+            self._cache.move_to_end(relative)
+            return self._cache[relative]
+        array = load_image(resolve_image_path(self.root, relative))
+        pixels = image_to_uint8(array, self.image_size, self.channels)
+        if self.cache_images > 0:
+            self._cache[relative] = pixels
+            if len(self._cache) > self.cache_images:
+                self._cache.popitem(last=False)
+        return pixels
 
     def __getitem__(self, index: int) -> tuple[TaskRecord, torch.Tensor]:
         record = self.records[index]

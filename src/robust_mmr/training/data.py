@@ -5,11 +5,16 @@ string operations, so the collator applies them (in DataLoader workers). Each sa
 function of (seed, sample id, epoch), and the training order one of (seed, epoch)
 (:mod:`robust_mmr.training.sampler`), so a resumed run sees the same batches and views. Bad samples are
 screened out or left out of their batch and listed (:mod:`robust_mmr.training.screening`).
+
+The data path, per image: the screening reads its header only; the worker decodes it once (a large JPEG
+at reduced scale, :func:`robust_mmr.data.images.read_image`), resizes it to the model size in 8 bits and
+hands over uint8 pixels; the batch becomes float in [0, 1] after its copy to the training device
+(:meth:`PretrainDataModule.on_after_batch_transfer`). 16-bit and DICOM images travel as float instead.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +24,14 @@ import torch
 from torch.utils.data import Dataset
 
 from robust_mmr.config import ModelConfig, ObjectiveConfig, TrainConfig
-from robust_mmr.data.images import ImageReadError, image_to_tensor, read_image, resolve_image_path
+from robust_mmr.data.images import (
+    ImageReadError,
+    image_to_tensor,
+    image_to_uint8,
+    pixels_to_float,
+    read_image,
+    resolve_image_path,
+)
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
@@ -30,7 +42,8 @@ from robust_mmr.training.screening import Skipped, screen_records
 
 
 class Sample(NamedTuple):
-    """One dataset item: ``pixels`` (C, H, W) float in [0, 1], or None with ``problem`` saying why."""
+    """One dataset item: ``pixels`` (C, H, W) float in [0, 1] (uint8 0..255 from a ``uint8`` dataset and an
+    8-bit image), or None with ``problem`` saying why."""
 
     record: ImageTextRecord
     pixels: torch.Tensor | None
@@ -41,17 +54,21 @@ class Sample(NamedTuple):
 class ImageTextDataset(Dataset):
     """The usable records of one split of an ``image_text.jsonl`` manifest (``skipped``: the others).
 
-    Indexed by ``i`` or by the sampler's ``(i, epoch)``. A file that fails to decode gives a
+    Indexed by ``i`` or by the sampler's ``(i, epoch)``. Each access decodes its image once (a JPEG of at
+    least twice ``image_size`` at 1/2, 1/4 or 1/8 scale). A file that fails to decode gives a
     :class:`Sample` with ``pixels=None`` and its ``problem`` (``on_bad_sample="fail"``: InputError).
+    ``uint8=True``: pixels of 8-bit images stay uint8 (see :func:`robust_mmr.data.images.image_to_uint8`).
     """
 
-    def __init__(self, root: Path, split: str, image_size: int, channels: int, on_bad_sample: str = "skip"):
+    def __init__(self, root: Path, split: str, image_size: int, channels: int, on_bad_sample: str = "skip",
+                 uint8: bool = False):
         self.root = Path(root)
         self.records, self.skipped = screen_records(self.root, split, on_bad_sample)
         if not self.records:
             raise InputError(f"{self.root / 'image_text.jsonl'}: no usable records in split {split!r}"
                              f" ({len(self.skipped)} skipped)")
         self.image_size, self.channels, self.on_bad_sample = image_size, channels, on_bad_sample
+        self.to_pixels = image_to_uint8 if uint8 else image_to_tensor
 
     def __len__(self) -> int:
         return len(self.records)
@@ -60,13 +77,13 @@ class ImageTextDataset(Dataset):
         index, epoch = index if isinstance(index, tuple) else (index, 0)
         record = self.records[index]
         try:
-            image, info = read_image(resolve_image_path(self.root, record.image))
+            image, info = read_image(resolve_image_path(self.root, record.image), min_size=self.image_size)
             _check_finite(image, info, record.image)
         except ImageReadError as err:
             if self.on_bad_sample == "fail":
                 raise InputError(f"bad sample {record.id}: {err.reason} ({err.detail})") from None
             return Sample(record, None, epoch, Skipped(record.id, err.reason, err.detail))
-        return Sample(record, image_to_tensor(image, self.image_size, self.channels), epoch, None)
+        return Sample(record, self.to_pixels(image, self.image_size, self.channels), epoch, None)
 
 
 def _check_finite(image: np.ndarray, info: dict, name: str) -> None:
@@ -105,7 +122,7 @@ class PretrainCollator:
             view = self._perturbed_text([perturbed_text_view(r.text, r.id, s.epoch, self.objective, self.seed,
                                                              self._pieces, self.max_length)
                                          for r, s in zip(records, good)])
-        return PretrainBatch(pixels=torch.stack([s.pixels for s in good]), input_ids=clean["input_ids"],
+        return PretrainBatch(pixels=stack_pixels([s.pixels for s in good]), input_ids=clean["input_ids"],
                              attention_mask=clean["attention_mask"],
                              maskable=self._maskable(clean["input_ids"], clean["attention_mask"]), domain=domain,
                              view=view, skipped=[s.problem.as_dict() for s in items if s.problem is not None])
@@ -139,6 +156,13 @@ class PretrainCollator:
                              perturb_image=torch.tensor([v.perturb_image for v in views]))
 
 
+def stack_pixels(pixels: list[torch.Tensor]) -> torch.Tensor:
+    """(C, H, W) images → (B, C, H, W): uint8 when every image is uint8, else float in [0, 1]."""
+    if all(p.dtype == torch.uint8 for p in pixels):
+        return torch.stack(pixels)
+    return torch.stack([pixels_to_float(p) for p in pixels])
+
+
 def _domain_id(value) -> int:
     """A stable small integer per domain value (-1 when absent), for CORAL grouping within a batch."""
     if value is None:
@@ -147,7 +171,11 @@ def _domain_id(value) -> int:
 
 
 class PretrainDataModule(L.LightningDataModule):
-    """The resumable, rank-sharded train loader over an image–text dataset directory."""
+    """The resumable, rank-sharded train loader over an image–text dataset directory.
+
+    Workers persist across epochs (no re-fork, no re-copy of the record list each epoch) and hand over
+    uint8 batches; the pixels become float on the training device (:meth:`on_after_batch_transfer`).
+    """
 
     def __init__(self, root: Path, model_cfg: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, tokenizer):
         super().__init__()
@@ -156,14 +184,20 @@ class PretrainDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = ImageTextDataset(self.root, "train", self.model_cfg.image_size, self.model_cfg.channels,
-                                          self.train_cfg.on_bad_sample)
+                                          self.train_cfg.on_bad_sample, uint8=True)
 
     def train_dataloader(self) -> ResumableLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = EpochSampler(len(self.train_set), self.train_cfg.batch_size, self.train_cfg.seed, rank, world)
+        workers = self.train_cfg.num_workers
+        on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
         return ResumableLoader(self.train_set, sampler, self._progress, collate_fn=self.collator,
-                               num_workers=self.train_cfg.num_workers, persistent_workers=False, pin_memory=False)
+                               num_workers=workers, persistent_workers=workers > 0, pin_memory=on_cuda)
+
+    def on_after_batch_transfer(self, batch: PretrainBatch, dataloader_idx: int) -> PretrainBatch:
+        """The batch on the training device: uint8 pixels (B, C, H, W) → float in [0, 1]."""
+        return replace(batch, pixels=pixels_to_float(batch.pixels))
 
     def _progress(self) -> tuple[int, int]:
         """(epoch, batches of it trained): read when Lightning saves a checkpoint."""

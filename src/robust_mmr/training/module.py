@@ -1,6 +1,6 @@
 """The pre-training LightningModule: model + objective, optimiser groups, schedule, logging.
 
-Every random draw of a step is a function of (seed, global step, rank): the objective's generator and
+Every random draw of a step is a function of (seed, global step, micro-batch, rank): the objective's generator and
 the global RNG (dropout) are re-seeded at each step, so a resumed run replays an uninterrupted one.
 A non-finite loss term stops training (:class:`NonFiniteLossError`) before the optimiser uses it.
 """
@@ -32,9 +32,12 @@ class PretrainModule(L.LightningModule):
 
     def training_step(self, batch: PretrainBatch, batch_idx: int) -> torch.Tensor:
         self.skipped += batch.skipped
-        # The step's random streams depend only on (seed, step, rank): masks, corruptions and dropout
-        # replay on resume; ranks of a distributed run draw independently.
-        stream = f"step-{self.global_step}" + (f"/rank-{self.global_rank}" if self.trainer.world_size > 1 else "")
+        # The step's random streams depend only on (seed, step, micro-batch, rank): masks, corruptions and dropout
+        # replay on resume; ranks of a distributed run and the micro-batches of an accumulated step draw
+        # independently (without accumulation the stream names are what they always were).
+        accumulate = self.trainer.accumulate_grad_batches
+        stream = f"step-{self.global_step}" + (f"/micro-{batch_idx % accumulate}" if accumulate > 1 else "")
+        stream += f"/rank-{self.global_rank}" if self.trainer.world_size > 1 else ""
         generator = torch.Generator(device=self.device).manual_seed(
             derive_seed(self.cfg.train.seed, stream, "pretrain", 1))
         torch.manual_seed(derive_seed(self.cfg.train.seed, stream, "global-rng", 1))
