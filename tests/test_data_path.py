@@ -161,3 +161,19 @@ def test_training_run_feeds_float_pixels_to_the_model(synth_dir, tmp_path, monke
     run_pretraining(cfg, synth_dir, tmp_path, progress=False)
     assert seen and all(dtype == torch.float32 and 0 <= lo <= hi <= 1 for dtype, lo, hi in seen)
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+
+
+def test_a_pretraining_batch_pins_every_tensor_it_holds(monkeypatch):
+    """DataLoader(pin_memory=True) pins a dataclass batch only through its own ``pin_memory``; each tensor of the
+    batch and of its perturbed view must be pinned (counted with a stand-in: pinning needs a GPU)."""
+    import torch
+
+    from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pinned.append(self) or self.clone())
+    t = [torch.zeros(2, 3) for _ in range(11)]
+    batch = PretrainBatch(*t[:5], view=PerturbedText(*t[5:]), skipped=[{"id": "x"}])
+    out = batch.pin_memory()
+    assert len(pinned) == 11 and all(any(p is x for p in pinned) for x in t)
+    assert isinstance(out.view, PerturbedText) and out.skipped == [{"id": "x"}] and out.pixels is not t[0]

@@ -1,12 +1,13 @@
 """The pre-training batch, as the collator (:class:`robust_mmr.training.data.PretrainCollator`) builds it
 and the objective (:class:`robust_mmr.objectives.pretrain.PretrainObjective`) reads it.
 
-Lightning moves dataclass batches to the device field by field.
+Lightning moves dataclass batches to the device field by field; a DataLoader with ``pin_memory`` pins them
+through their ``pin_memory`` methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from torch import Tensor
 
@@ -27,10 +28,14 @@ class PerturbedText:
     perturb_text: Tensor
     perturb_image: Tensor
 
+    def pin_memory(self) -> PerturbedText:
+        return _pinned(self)
+
 
 @dataclass
 class PretrainBatch:
-    """``pixels`` (B, C, H, W) in [0, 1]; the clean text ``input_ids``, ``attention_mask``, ``maskable``
+    """``pixels`` (B, C, H, W): uint8 out of the data module's workers (made float in [0, 1] on the device, see
+    :class:`robust_mmr.training.data.PretrainDataModule`), float in [0, 1] elsewhere; the clean text ``input_ids``, ``attention_mask``, ``maskable``
     (B, L); ``domain`` (B,) long (-1 unknown; for CORAL); ``view``: v1's text half (None for ``mmr``,
     which has no perturbed view); ``skipped``: samples left out at decode time (dicts, see screening)."""
 
@@ -45,3 +50,17 @@ class PretrainBatch:
     @property
     def size(self) -> int:
         return self.pixels.shape[0]
+
+    def pin_memory(self) -> PretrainBatch:
+        """The batch with every tensor in page-locked memory (fast, asynchronous copies to a GPU)."""
+        return _pinned(self)
+
+
+def _pinned(batch):
+    """A copy of a batch dataclass with each tensor field pinned and each nested batch pinned in turn."""
+    values = {}
+    for f in fields(batch):
+        value = getattr(batch, f.name)
+        if isinstance(value, Tensor) or hasattr(value, "pin_memory") and not isinstance(value, type):
+            values[f.name] = value.pin_memory()
+    return replace(batch, **values)
