@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 from robust_mmr.cli.tables import format_table
 from robust_mmr.config import PRESETS, settings_from_overrides
 from robust_mmr.evaluation.ranking import DIRECTIONS
+from robust_mmr.errors import InputError
 from robust_mmr.hardware import describe
+from robust_mmr.runfolder import claim, data_identity, locked, refuse_same_path, write_json
 from robust_mmr.tasks.config import TASKS, FinetuneConfig
 
 
@@ -25,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="answer vocabulary from train answers, or train+val+test as in M3AE (for comparison only)")
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--seeds", help="comma-separated seeds: one run per seed in OUT/seedN (then `report OUT/seed*`)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear an --out that holds another run (another task, init, data or settings) first")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="fine-tuning settings (max_epochs=30 patience=4 freeze_backbone=true seed=1); model.* keys "
                         "change a scratch backbone's preset")
@@ -60,7 +65,7 @@ def _finetune(args: argparse.Namespace) -> int:
     settings = [item for item in args.overrides if not item.startswith("model.")]
     cfg = settings_from_overrides(FinetuneConfig, settings, {"task": args.task}, "finetune settings")
     if args.seeds:
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = _int_list(args.seeds, "--seeds")
         for seed in seeds:
             print(f"== seed {seed} ==")
             _finetune(argparse.Namespace(**{**vars(args), "seeds": None, "out": args.out / f"seed{seed}",
@@ -68,16 +73,62 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"{len(seeds)} runs in {args.out}/seed*: evaluate each, then `robust-mmr report {args.out}/seed*`")
         return 0
     holdout = Holdout.parse(args.holdout) if args.holdout else None
-    if cfg.task == "retrieve":
-        return _finetune_retrieval(args, cfg, model_overrides, holdout)
-    splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
-    summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
-                             vocab_splits=splits, model_overrides=model_overrides)
+    _check_init(args.init)
+    refuse_same_path(args.out, {"--init": args.init, "--data": args.data})
+    identity = finetune_identity(args, cfg, model_overrides)
+    status = claim(args.out, "finetune", identity, overwrite=args.overwrite)
+    if status == "same":
+        print(f"note: {args.out} holds this fine-tuning run; fine-tuning does not resume: it restarts and replaces it")
+    for old in args.out.glob("results*.json"):  # evaluations of the weights about to be replaced
+        old.unlink()
+    with locked(args.out):
+        if cfg.task == "retrieve":
+            return _finetune_retrieval(args, cfg, model_overrides, holdout)
+        splits = ("train",) if args.vocab == "train" else ("train", "val", "test")
+        summary = run_finetuning(cfg, args.data, args.out, init=args.init, preset=args.config, holdout=holdout,
+                                 vocab_splits=splits, model_overrides=model_overrides)
     for note in summary["notes"]:
         print(f"note: {note}")
     print(format_table(["split", "records"], list(summary["counts"].items()), title=f"{cfg.task} fine-tuning"))
     print(f"best validation accuracy {summary['best_val_accuracy']:.3f} in {summary['seconds']} s → {args.out}")
     return 0
+
+
+EXECUTION_SETTINGS = ("accelerator", "num_workers", "devices", "strategy", "precision")  # how, not what
+
+
+def finetune_identity(args: argparse.Namespace, cfg: FinetuneConfig, model_overrides: list[str]) -> dict:
+    """What a fine-tuning run is: task, init (a resolved path, or a scratch preset with its overrides), the data
+    (folder + manifest hash), the hold-out, the vocabulary and the settings that shape the weights."""
+    from dataclasses import asdict
+
+    from robust_mmr.tasks.data import TASK_MANIFESTS
+
+    manifest = TASK_MANIFESTS.get(cfg.task, "image_text.jsonl")
+    init = "scratch" if args.init == "scratch" else str(Path(args.init).resolve())
+    return {"task": cfg.task, "init": init, "preset": args.config if args.init == "scratch" else None,
+            "model_overrides": sorted(model_overrides), "data": data_identity(args.data, manifest),
+            "holdout": args.holdout, "vocab": args.vocab,
+            "settings": {k: v for k, v in asdict(cfg).items() if k not in EXECUTION_SETTINGS}}
+
+
+def _check_init(init: str) -> None:
+    """``--init`` must be ``scratch`` or a pre-training run (not a fine-tuning run, not a missing folder)."""
+    if init == "scratch":
+        return
+    path = Path(init)
+    if (path / "task.json").is_file():
+        raise InputError(f"--init {init} is a fine-tuning run; --init takes a pre-training run directory or scratch")
+    if not (path / "model.safetensors").is_file():
+        raise InputError(f"--init {init}: no model.safetensors there (not a pre-training run directory)")
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"{flag} {text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    return values
 
 
 def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_overrides: list[str], holdout) -> int:
@@ -91,6 +142,29 @@ def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_ove
     print(f"best validation R@1 (mean of both directions) {summary['best_val_r1']:.3f} in {summary['seconds']} s "
           f"→ {args.out}")
     return 0
+
+
+def evaluation_record(args: argparse.Namespace, protocols: tuple[str, ...], severities: tuple[int, ...]) -> dict:
+    """What an evaluation measured: the data (folder + manifest hash), how many items, which conditions."""
+    task = json.loads((args.run / "task.json").read_text(encoding="utf-8"))
+    from robust_mmr.tasks.data import TASK_MANIFESTS
+
+    return {"data": data_identity(args.data, TASK_MANIFESTS.get(task["task"], "image_text.jsonl")),
+            "max_items": args.max_items, "protocols": list(protocols), "seed": args.seed,
+            "corruptions": args.corruptions, "text_perturbations": args.text_perturbations,
+            "severities": list(severities), "modality": args.modality}
+
+
+def results_path(run: Path, record: dict) -> Path:
+    """``RUN/results.json`` for an evaluation of every test item of the data the run was fine-tuned on (what the
+    model card quotes); any other evaluation goes beside it as ``results-<hash of its record>.json``, so several
+    evaluations of one run coexist and none passes for another."""
+    task = json.loads((run / "task.json").read_text(encoding="utf-8"))
+    own = Path(task["data"]).resolve() == Path(record["data"]["path"]) and record["max_items"] is None
+    if own:
+        return run / "results.json"
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:10]
+    return run / f"results-{digest}.json"
 
 
 def _reference_cells(path: Path) -> list[dict]:
@@ -110,27 +184,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     from robust_mmr.evaluation.protocols import PROTOCOLS, corruption_errors, evaluate_run
 
     protocols = PROTOCOLS if args.protocol == "all" else tuple(args.protocol.split(","))
+    severities = tuple(_int_list(args.severities, "--severities"))
+    if args.max_items is not None and args.max_items < 1:
+        raise InputError(f"--max-items {args.max_items}: expected a positive number of test items")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise InputError(f"--out {args.out}: the folder {args.out.parent} does not exist")
     reference = _reference_cells(args.reference) if args.reference else None
     results = evaluate_run(
         args.run, args.data, protocols, seed=args.seed,
         corruptions=args.corruptions.split(",") if args.corruptions else None,
         text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
-        severities=tuple(int(s) for s in args.severities.split(",")), modality=args.modality,
+        severities=severities, modality=args.modality,
         max_items=args.max_items, precision=args.precision, device=args.device, batch_size=args.batch_size)
     print(f"{describe(results['precision'])}; device: {results['device']}")
     if reference is not None and "perturbed" in results and results["task"] != "retrieve":
         results["perturbed"]["corruption_error"] = {"reference": str(args.reference),
                                                     **corruption_errors(results["perturbed"]["cells"], reference)}
-    out = args.out or args.run / "results.json"
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    results["evaluated_on"] = evaluation_record(args, protocols, severities)
+    out = args.out or results_path(args.run, results["evaluated_on"])
+    write_json(out, results)
     if results["task"] == "retrieve":
         print(retrieval_table(results))
         print(f"results: {out}")
         return 0
     clean = results["clean"]
     rows = [["clean", clean["overall"], clean["open"], clean["closed"]],
-            ["majority baseline", clean["baselines"]["majority"], "", ""],
-            ["question-only baseline", clean["baselines"]["question_only"], "", ""]]
+            *[[f"{name.replace('_', ' ')} baseline", value, "", ""] for name, value in clean["baselines"].items()]]
     if "perturbed" in results:
         p = results["perturbed"]
         rows += [[f"perturbed {t} (mean)", p[t]["mean_accuracy"], "", ""] for t in ("image", "text", "both") if t in p]

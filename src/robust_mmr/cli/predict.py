@@ -39,8 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from robust_mmr.errors import InputError
+    from robust_mmr.runfolder import refuse_same_path
     from robust_mmr.tasks.predict import TEXT_FIELD, RunPredictor, read_rows
 
+    if args.out is not None:
+        refuse_same_path(args.out, {"--input": args.input, "the run": args.run})
+        if not args.out.parent.is_dir():
+            raise InputError(f"--out {args.out}: the folder {args.out.parent} does not exist")
     predictor = RunPredictor.load(args.run, device=args.device, precision=args.precision)
     field = TEXT_FIELD[predictor.task]
     if args.input:

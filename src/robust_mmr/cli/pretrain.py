@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from robust_mmr.cli.tables import format_table
 from robust_mmr.config import ON_BAD_SAMPLE, PRESETS, load_config
 from robust_mmr.objectives import METHODS
+from robust_mmr.runfolder import claim, data_identity, locked
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset directory with image_text.jsonl")
     p.add_argument("--out", type=Path, help="run directory (default runs/pretrain/CONFIG-METHOD-seedS)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear a run directory that holds another run (another method, model, data ...) first")
     p.add_argument("--on-bad-sample", choices=ON_BAD_SAMPLE,
                    help="skip unusable samples and list them in the summary, or fail at the first "
                         "(default: the config's train.on_bad_sample, skip)")
@@ -37,8 +41,14 @@ def _pretrain(args: argparse.Namespace) -> int:
     name = Path(args.config).stem if args.config not in PRESETS else args.config
     run_dir = args.out or Path("runs") / "pretrain" / f"{name}-{cfg.objective.method}-seed{cfg.train.seed}"
     say(f"pre-training {cfg.objective.method} ({name}) on {args.data} → {run_dir}")
+    writer = rank_zero_only.rank == 0  # under torchrun every rank runs this command; rank 0 owns the folder
+    if writer:
+        status = claim(run_dir, "pretrain", pretrain_identity(cfg, args.data), overwrite=args.overwrite)
+        say({"same": f"{run_dir} holds this run: resuming it", "cleared": f"cleared {run_dir} (--overwrite)",
+             "new": f"new run in {run_dir}"}[status])
     try:
-        summary = run_pretraining(cfg, args.data, run_dir, resume=not args.no_resume)
+        with locked(run_dir) if writer else contextlib.nullcontext():
+            summary = run_pretraining(cfg, args.data, run_dir, resume=not args.no_resume)
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -50,6 +60,23 @@ def _pretrain(args: argparse.Namespace) -> int:
                          title=f"{len(summary['skipped'])} samples skipped (all in summary.json)"))
     say(f"weights: {summary['weights']}  ({summary['parameters'] / 1e6:.1f} M parameters)")
     return 0
+
+
+# train.* keys that say how and how long a run trains, not what it is: a resume may change them
+EXECUTION_KEYS = ("max_steps", "accelerator", "devices", "num_nodes", "strategy", "num_workers", "log_every",
+                  "checkpoint_every", "checkpoint_minutes", "precision", "on_bad_sample")
+
+
+def pretrain_identity(cfg, data: Path) -> dict:
+    """What a pre-training run is: its method, model and objective, the training settings that shape the weights,
+    and the data (folder + manifest hash). Continuing it for more steps, on other hardware, keeps it the same run."""
+    from dataclasses import asdict
+
+    from robust_mmr.training.screening import MANIFEST
+
+    train = {k: v for k, v in asdict(cfg.train).items() if k not in EXECUTION_KEYS}
+    return {"method": cfg.objective.method, "model": asdict(cfg.model), "objective": asdict(cfg.objective),
+            "train": train, "data": data_identity(data, MANIFEST)}
 
 
 def _skipped_rows(skipped: list[dict[str, str]], shown: int = 3) -> list[list]:

@@ -18,6 +18,7 @@ import yaml
 
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import mean_std
+from robust_mmr.runfolder import claim, file_sha256
 
 COPIED = ("model.safetensors", "config.yaml", "task.json", "results.json")
 CARD_METRICS = (("clean accuracy", ("clean", "overall")), ("open", ("clean", "open")), ("closed", ("clean", "closed")),
@@ -34,13 +35,31 @@ def export_run(run_dir: str | Path, out: str | Path, seed_runs: list[str | Path]
         raise InputError(f"{run_dir}: not a run directory (needs model.safetensors and config.yaml)")
     if out.resolve() == run_dir.resolve():
         raise InputError("--out must be another directory than the run")
-    out.mkdir(parents=True, exist_ok=True)
+    _check_weights(run_dir)
+    claim(out, "export", {"source": str(run_dir.resolve())})  # refuses a folder holding anything else
     for name in COPIED:
         if (run_dir / name).is_file():
             shutil.copy2(run_dir / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)  # an earlier export of this run may have had it
     card = out / "README.md"
     card.write_text(model_card(run_dir, [Path(p) for p in seed_runs]), encoding="utf-8")
     return card
+
+
+def _check_weights(run_dir: Path) -> None:
+    """The run's weights must load, and be the ones its task.json names (an :class:`InputError` otherwise)."""
+    from safetensors import safe_open
+
+    task = _json(run_dir / "task.json")
+    if task and task.get("weights_sha256") and file_sha256(run_dir / "model.safetensors") != task["weights_sha256"]:
+        raise InputError(f"{run_dir / 'model.safetensors'}: not the weights task.json was written with")
+    try:
+        with safe_open(str(run_dir / "model.safetensors"), framework="pt") as fh:
+            for key in fh.keys():
+                fh.get_slice(key)
+    except Exception as err:  # safetensors' own error types
+        raise InputError(f"{run_dir / 'model.safetensors'}: not a readable safetensors file ({err})") from err
 
 
 def model_card(run_dir: Path, seed_runs: list[Path]) -> str:
@@ -96,6 +115,7 @@ def _evaluation_table(run_dir: Path, seed_runs: list[Path]) -> list[str]:
     results = [r for r in (_json(p / "results.json") for p in runs) if r is not None]
     if not results:
         return ["Not evaluated yet (`robust-mmr evaluate RUN --data DIR`, then export again)."]
+    measured = results[0].get("evaluated_on", {}).get("data", {})
     if any(r.get("task") == "retrieve" for r in results):
         return _retrieval_table(results)
     n = len(results)
@@ -114,7 +134,10 @@ def _evaluation_table(run_dir: Path, seed_runs: list[Path]) -> list[str]:
     baselines = results[0]["clean"].get("baselines", {})
     notes = [f"Baselines on the same test items: majority answer {baselines['majority']:.3f}, question-only "
              f"{baselines['question_only']:.3f}." if baselines else "",
-             f"Test items: {results[0].get('n_test')}; evaluation seed {results[0].get('seed')}."]
+             f"Test items: {results[0].get('n_test')} (every test item of {measured.get('path', 'the run data')}, "
+             f"manifest sha256 {str(measured.get('manifest_sha256'))[:12]}); evaluation seed {results[0].get('seed')}."
+             if measured else f"Test items: {results[0].get('n_test')}; evaluation seed {results[0].get('seed')} "
+             "(an evaluation that predates recorded data: re-evaluate to have the card name it)."]
     return header + rows + [""] + [n for n in notes if n]
 
 

@@ -9,6 +9,7 @@ use the validation split of the training domains only; the test splits are never
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from torch.utils.data import DataLoader
 from robust_mmr.config import RunConfig, load_config, save_config
 from robust_mmr.errors import InputError
 from robust_mmr.hardware import describe, precision_record
+from robust_mmr.runfolder import file_sha256, write_json
 from robust_mmr.model import build_model
 from robust_mmr.tasks.config import FinetuneConfig
 from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_records, record_target, split_records
@@ -108,21 +110,41 @@ def save_task_run(out: Path, model: torch.nn.Module, run_cfg: RunConfig, summary
     multi-process run every process holds the same kept weights; only rank 0 writes them."""
     if rank_zero_only.rank != 0:
         return
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
+    # task.json goes first and comes back last, naming the weights' hash: an interrupted save leaves no run, never
+    # new weights under old records (read_task_run checks the hash)
+    (out / "task.json").unlink(missing_ok=True)
+    weights = out / "model.safetensors"
+    temp = out / ".model.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(temp))
+    os.replace(temp, weights)
     save_config(run_cfg, out / "config.yaml")
-    (out / "task.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "task.json", {**summary, "weights_sha256": file_sha256(weights)})
 
 
 def read_task_run(run_dir: str | Path):
-    """(backbone built from the saved config, tokenizer, run config, task summary, saved weights) of a run."""
+    """(backbone built from the saved config, tokenizer, run config, task summary, saved weights) of a run; a missing,
+    truncated or foreign file, or weights that are not the ones ``task.json`` names, is an :class:`InputError`."""
     run_dir = Path(run_dir)
     for name in ("model.safetensors", "config.yaml", "task.json"):
         if not (run_dir / name).is_file():
-            raise InputError(f"{run_dir}: missing {name} (not a fine-tuning run directory)")
-    task = json.loads((run_dir / "task.json").read_text())
+            raise InputError(f"{run_dir}: missing {name} (not a fine-tuning run directory, or its save was "
+                             "interrupted)")
+    try:
+        task = json.loads((run_dir / "task.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{run_dir / 'task.json'}: unreadable ({err}); the run's save was interrupted or the file "
+                         "was changed") from err
+    expected = task.get("weights_sha256")
+    if expected is not None and file_sha256(run_dir / "model.safetensors") != expected:
+        raise InputError(f"{run_dir / 'model.safetensors'}: not the weights task.json was written with (an "
+                         "interrupted save, or a file copied in); fine-tune again or restore the file")
     run_cfg = load_config(str(run_dir / "config.yaml"))
     backbone, tokenizer = build_model(run_cfg.model)
-    return backbone, tokenizer, run_cfg, task, load_file(str(run_dir / "model.safetensors"))
+    try:
+        state = load_file(str(run_dir / "model.safetensors"))
+    except Exception as err:  # safetensors raises its own error types for truncated and foreign files
+        raise InputError(f"{run_dir / 'model.safetensors'}: not a readable safetensors file ({err})") from err
+    return backbone, tokenizer, run_cfg, task, state
 
 
 def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConfig, dict]:
@@ -132,5 +154,8 @@ def load_finetuned(run_dir: str | Path) -> tuple[PairClassifier, object, RunConf
         raise InputError(f"{run_dir}: a {task.get('task')!r} run, not a VQA or classification run")
     model = PairClassifier(backbone, len(task["labels"]), features=head_features(task["finetune"]),
                            blind=task["finetune"].get("blind", False))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise InputError(f"{run_dir}: its weights do not fit its config.yaml and task.json ({str(err)[:200]})") from err
     return model.eval(), tokenizer, run_cfg, task

@@ -39,19 +39,21 @@ BATCH = 32
 
 
 def read_rows(path: str | Path) -> list[dict]:
-    """Rows from a CSV file (a header line naming ``image`` and ``question`` / ``text``) or a JSON Lines file (one
-    object per line). A line that is not a JSON object becomes a row with ``error``, so it is reported, not lost."""
+    """Rows from a CSV file (a header line naming ``image`` and ``question`` / ``text``, then one row per line) or a
+    JSON Lines file (one object per line). Every non-empty line after the header is one row: a line that does not
+    parse (an unbalanced quote, a wrong number of fields, not a JSON object) becomes a row with ``error``, so it is
+    reported, never lost or merged into its neighbours."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such input file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "image" not in reader.fieldnames:
-                raise InputError(f"{path}: a CSV needs a header line with an 'image' column, got {reader.fieldnames}")
-            return [dict(row) for row in reader]
+        return _csv_rows(path, text)
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -59,6 +61,27 @@ def read_rows(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as err:
             row = {"error": f"line {number}: not JSON ({err.msg})"}
         rows.append(row if isinstance(row, dict) else {"error": f"line {number}: not a JSON object"})
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict]:
+    lines = text.splitlines()
+    header = next(csv.reader(lines[:1]), None) if lines else None
+    if not header or "image" not in header:
+        raise InputError(f"{path}: a CSV needs a header line with an 'image' column, got {header}")
+    rows = []
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        try:
+            values = next(csv.reader([line], strict=True))
+        except csv.Error as err:
+            rows.append({"error": f"line {number}: malformed CSV ({err})"})
+            continue
+        if len(values) != len(header):
+            rows.append({"error": f"line {number}: {len(values)} fields where the header has {len(header)}"})
+            continue
+        rows.append(dict(zip(header, values)))
     return rows
 
 
@@ -116,7 +139,12 @@ class RunPredictor:
             if problem is not None:
                 entry["error"] = problem
             else:
-                ready.append((entry, pixels, str(row.get(TEXT_FIELD[self.task]) or "")))
+                text = str(row.get(TEXT_FIELD[self.task]) or "")
+                length = len(self.tokenizer(text)["input_ids"])
+                if length > self.max_length:
+                    entry["note"] = (f"{TEXT_FIELD[self.task]} cut to the model's {self.max_length} tokens "
+                                     f"(it has {length}): the rest was not read")
+                ready.append((entry, pixels, text))
             results.append(entry)
         if self.task == "retrieve":
             self._rank(ready, gallery if gallery is not None else [text for _, _, text in ready if text], top_k)
@@ -132,6 +160,8 @@ class RunPredictor:
         return None
 
     def _pixels(self, path: Path) -> Tensor:
+        if path.is_dir():
+            raise ImageReadError("not a file", f"{path} is a folder, not an image file")
         if not path.exists():
             raise ImageReadError("missing", f"no file at {path}")
         array, _ = read_image(path)

@@ -17,6 +17,7 @@ from typing import Any
 from robust_mmr.data.converters import generic, medpix2, melinda, roco, slake, vqa_med_2019, vqa_rad
 from robust_mmr.data.converters.common import ConversionReport
 from robust_mmr.data.manifest import write_records
+from robust_mmr.data.schema import MANIFEST_NAMES, kind_of
 from robust_mmr.errors import InputError
 
 CONVERTERS: dict[str, Callable[..., list[Any]]] = {
@@ -59,6 +60,11 @@ def convert_dataset(source: str, in_path: str | Path, out_dir: str | Path, **opt
     if not records:
         raise InputError(f"{in_path}: no record converted from --source {source} "
                          f"(skipped {report.skipped}: {dict(report.skip_counts)})")
+    stale = [out_dir / name for name in MANIFEST_NAMES.values()
+             if (out_dir / name).is_file() and name not in {MANIFEST_NAMES[kind_of(r)] for r in records}]
+    for path in stale:  # another conversion's manifest of another kind must not pass for part of this one
+        path.unlink()
+        print(f"note: removed {path} (left by an earlier conversion into {out_dir})")
     write_records(out_dir, records)
     (out_dir / REPORT_NAME).write_text(json.dumps({**report.to_dict(), "options": given}, indent=2) + "\n",
                                        encoding="utf-8")

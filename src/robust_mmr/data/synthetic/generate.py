@@ -80,6 +80,9 @@ def generate_dataset(out: str | Path, n: int, seed: int = 0, num_domains: int = 
     if size < 32 or size % 16:
         raise InputError(f"--size must be a multiple of 16 and at least 32 (ViT patch 16), got {size}")
     out = Path(out)
+    if (out / "images").is_symlink():  # a converter's or split's link: writing through it would change another set
+        raise InputError(f"{out / 'images'} is a link to {(out / 'images').resolve()}; synthesising into it would "
+                         "overwrite that folder's images: choose another --out")
     (out / "images").mkdir(parents=True, exist_ok=True)
     pairs, questions, scenes = [], [], []
     for i in tqdm(range(n), desc="synthesising", unit=" scans", disable=not progress):
