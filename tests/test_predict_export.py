@@ -102,7 +102,7 @@ def test_export_loads_back_without_pickle_and_predicts_the_same(vqa_run, rows_di
     out = tmp_path / "export"
     assert main(["export", str(vqa_run), "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.yaml", "model.safetensors", "results.json",
-                                                      "task.json"]
+                                                      "run.json", "task.json"]  # run.json: an export of vqa_run
     rows = read_rows(rows_dir / "rows.jsonl")[:2]
     assert RunPredictor.load(out).predict(rows, root=rows_dir) == RunPredictor.load(vqa_run).predict(rows, root=rows_dir)
     card = (out / "README.md").read_text()

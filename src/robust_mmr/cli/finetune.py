@@ -94,6 +94,8 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+BASELINE_NAMES = {"majority": "majority", "question_only": "question-only", "same_image_lookup": "same-image lookup",
+                  "text_classifier": "text classifier"}  # evaluation.baselines, as printed
 EXECUTION_SETTINGS = ("accelerator", "num_workers", "devices", "strategy", "precision")  # how, not what
 
 
@@ -209,7 +211,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     clean = results["clean"]
     rows = [["clean", clean["overall"], clean["open"], clean["closed"]],
-            *[[f"{name.replace('_', ' ')} baseline", value, "", ""] for name, value in clean["baselines"].items()]]
+            *[[f"{BASELINE_NAMES.get(name, name)} baseline", value, "", ""]
+              for name, value in clean["baselines"].items()]]
     if "perturbed" in results:
         p = results["perturbed"]
         rows += [[f"perturbed {t} (mean)", p[t]["mean_accuracy"], "", ""] for t in ("image", "text", "both") if t in p]
