@@ -33,7 +33,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from lightning.pytorch.utilities import rank_zero_only  # heavy imports only when training
 
     from robust_mmr.training.module import NonFiniteLossError
-    from robust_mmr.training.pretrain import run_pretraining
+    from robust_mmr.training.pretrain import require_manifest, run_pretraining
 
     say = print if rank_zero_only.rank == 0 else (lambda *_: None)  # a distributed run prints once
     bad = [f"train.on_bad_sample={args.on_bad_sample}"] if args.on_bad_sample else []
@@ -41,6 +41,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     name = Path(args.config).stem if args.config not in PRESETS else args.config
     run_dir = args.out or Path("runs") / "pretrain" / f"{name}-{cfg.objective.method}-seed{cfg.train.seed}"
     say(f"pre-training {cfg.objective.method} ({name}) on {args.data} → {run_dir}")
+    require_manifest(args.data)  # before the run folder is made
     writer = rank_zero_only.rank == 0  # under torchrun every rank runs this command; rank 0 owns the folder
     if writer:
         status = claim(run_dir, "pretrain", pretrain_identity(cfg, args.data), overwrite=args.overwrite)

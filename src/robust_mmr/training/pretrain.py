@@ -42,9 +42,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
     :class:`NonFiniteLossError` (after writing the summary) when a loss term stops being finite.
     """
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    if not (data_dir / MANIFEST).is_file():
-        raise InputError(f"data directory {data_dir}: no {MANIFEST} there"
-                         + ("" if data_dir.is_dir() else " (the directory does not exist)"))
+    require_manifest(data_dir)
     is_rank_zero = rank_zero_only.rank == 0
     run_dir.mkdir(parents=True, exist_ok=True)
     if is_rank_zero:
@@ -105,6 +103,14 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
     if stopped is not None:
         raise stopped
     return summary
+
+
+def require_manifest(data_dir: Path) -> None:
+    """An :class:`InputError` unless ``data_dir`` holds the image–text manifest pre-training reads."""
+    data_dir = Path(data_dir)
+    if not (data_dir / MANIFEST).is_file():
+        raise InputError(f"data directory {data_dir}: no {MANIFEST} there"
+                         + ("" if data_dir.is_dir() else " (the directory does not exist)"))
 
 
 def _strategy(name: str):
