@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from robust_mmr.tasks.data import Holdout
+    from robust_mmr.tasks.data import TASK_MANIFESTS, Holdout
     from robust_mmr.tasks.finetune import run_finetuning
 
     model_overrides = [item for item in args.overrides if item.startswith("model.")]
@@ -74,6 +74,9 @@ def _finetune(args: argparse.Namespace) -> int:
         return 0
     holdout = Holdout.parse(args.holdout) if args.holdout else None
     _check_init(args.init)
+    manifest = TASK_MANIFESTS.get(cfg.task, "image_text.jsonl")
+    if not (args.data / manifest).is_file():
+        raise InputError(f"--data {args.data}: no {manifest} there for task {cfg.task!r}")
     refuse_same_path(args.out, {"--init": args.init, "--data": args.data})
     identity = finetune_identity(args, cfg, model_overrides)
     status = claim(args.out, "finetune", identity, overwrite=args.overwrite)
