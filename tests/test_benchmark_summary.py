@@ -244,3 +244,14 @@ def test_the_trained_blind_model_is_the_bar_and_the_best_blind_variant_is_report
     text = path.read_text()
     assert "beats trained blind" in text and "trained blind 0.625 / 0.450" in text
     assert "blind" not in [s.lower() for s in sections]
+
+
+def test_the_progress_line_reads_a_blind_run_without_perturbed_cells():
+    """The blind protocol is evaluated clean only: its headline has no perturbed accuracy (a None once crashed the
+    runner of a 9-job benchmark)."""
+    from robust_mmr.experiments.runner import headline_line
+
+    result = {"vqa": {"": {"clean": 0.5, "held_out": None, "perturbed": 0.45, "best_epoch": 3, "epochs_run": 5}},
+              "blind": {"": {"clean": 0.4, "held_out": None, "perturbed": None, "best_epoch": 2, "epochs_run": 4}}}
+    line = headline_line(result)
+    assert "vqa standard: clean 0.500" in line and "blind standard: clean 0.400 held-out – perturbed –" in line

@@ -92,8 +92,8 @@ def headline_line(result: dict) -> str:
     def num(value: float | None) -> str:
         return "–" if value is None else f"{value:.3f}"
 
-    return "; ".join(f"{key} {holdout or 'standard'}: clean {v['clean']:.3f} held-out {num(v['held_out'])} "
-                     f"perturbed {v['perturbed']:.3f} (epoch {v['best_epoch']}/{v['epochs_run']})"
+    return "; ".join(f"{key} {holdout or 'standard'}: clean {num(v['clean'])} held-out {num(v['held_out'])} "
+                     f"perturbed {num(v['perturbed'])} (epoch {v['best_epoch']}/{v['epochs_run']})"
                      for key in PROTOCOLS for holdout, v in result.get(key, {}).items())
 
 
