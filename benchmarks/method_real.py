@@ -259,7 +259,8 @@ def run(args: argparse.Namespace, command: str) -> None:
              f"VQA-RAD: {'; '.join(splits[s][0] for s in args.splits)}; {args.model} backbone at {image_size} px, "
              f"{args.steps} pre-training steps at batch {args.batch}")
     sections = tuple(Section(f"{heading}, {name}", protocol, holdouts) for heading, holdouts in
-                     (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items() if protocol != "blind")
+                     (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items()
+                     if protocol != "blind")
     path = write_summary(results, args.out, list(variants), title, command, sections, publish=args.publish)
     with path.open("a", encoding="utf-8") as fh:
         for protocol, name in PROTOCOL_NAMES.items():

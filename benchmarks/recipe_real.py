@@ -81,7 +81,8 @@ def table(rows: list[dict]) -> str:
 
     headers = ["candidate", "seed", "val", "val blind", "val gap", "test", "test blind", "test gap",
                "image shuffled", "open", "closed", "epoch", "minutes"]
-    body = [[_text(v) for v in [r["candidate"], r["seed"], r["image"]["val"], r["blind"]["val"], r["image"]["val"] - r["blind"]["val"],
+    body = [[_text(v) for v in [r["candidate"], r["seed"], r["image"]["val"], r["blind"]["val"],
+                                r["image"]["val"] - r["blind"]["val"],
              r["image"]["test"], r["blind"]["test"], r["image"]["test"] - r["blind"]["test"], r["image"]["shuffled"],
              r["image"]["open"], r["image"]["closed"], r["image"]["epoch"],
              round(((r["image"]["seconds"] or 0) + (r["blind"]["seconds"] or 0)) / 60, 1)]] for r in rows]

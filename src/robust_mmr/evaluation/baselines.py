@@ -75,7 +75,8 @@ def words(text: str) -> list[str]:
     return tokens + [f"{a}_{b}" for a, b in zip(tokens, tokens[1:])]
 
 
-def text_classifier_hits(train: list[TaskRecord], val: list[TaskRecord], test: list[TaskRecord]) -> tuple[np.ndarray, dict]:
+def text_classifier_hits(train: list[TaskRecord], val: list[TaskRecord],
+                         test: list[TaskRecord]) -> tuple[np.ndarray, dict]:
     """Per-item hits of a ridge classifier (one-vs-rest least squares on one-hot answers) over the questions'
     word uni- and bigrams (binary, those seen twice in training), with the penalty of :data:`RIDGE_PENALTIES`
     that scores best on ``val``; and what was chosen. Answers outside the training vocabulary count wrong."""

@@ -44,8 +44,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         default=["vqa", "probe", "blind"],
                         help="VQA full fine-tuning, the probe on the frozen backbone, LP-FT (a head on the frozen "
                              "features first, then full fine-tuning), the trained blind baseline (full fine-tuning "
-                             "with the image removed in training and at test); a job finished with more protocols serves "
-                             "fewer, one with other protocols reruns only the missing stages")
+                             "with the image removed in training and at test); a job finished with more protocols "
+                             "serves fewer, one with other protocols reruns only the missing stages")
     parser.add_argument("--probe-patience", type=int, default=10,
                         help="the probe's early-stopping patience (it trains on cached features: cheap epochs)")
     parser.add_argument("--probe-max-epochs", type=int, default=60)

@@ -81,7 +81,8 @@ class FinetuneConfig:
             raise InputError(f"finetune setting strategy: got {self.strategy!r}; allowed: one of "
                              f"{', '.join(FINETUNE_STRATEGIES)}")
         if self.precision not in PRECISIONS:
-            raise InputError(f"finetune setting precision: got {self.precision!r}; allowed: one of {', '.join(PRECISIONS)}")
+            raise InputError(f"finetune setting precision: got {self.precision!r}; allowed: one of "
+                             f"{', '.join(PRECISIONS)}")
         if self.head == "attention" and (self.freeze_backbone or self.lp_ft):
             raise InputError("finetune setting head=attention applies to full fine-tuning (the probe and LP-FT "
                              "train their head on cached mean features)")
