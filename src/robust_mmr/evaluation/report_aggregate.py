@@ -23,7 +23,7 @@ from robust_mmr.evaluation.metrics import mean_std
 
 METHOD_ORDER = ("scratch", "mmr", "mmr-aug", "robust-mmr")  # the order methods appear side by side
 TARGETS = ("image", "text", "both")
-MISSING = ("image_removed", "text_removed")
+MISSING = ("image_removed", "image_shuffled", "text_removed")  # the image-shuffled test is newer: optional
 REQUIRED = ("run", "task", "method", "finetune_seed", "seed", "n_test", "clean")
 REQUIRED_CLEAN = ("overall", "open", "closed", "baselines")
 
@@ -120,7 +120,8 @@ def _aggregate_group(method: str, held_out: str | None, runs: list[tuple[Path, d
         group["perturbed"] = _perturbed(perturbed)
     missing = [r for r in results if "missing" in r]
     if missing:
-        group["missing"] = {k: summarise([r["missing"][k] for r in missing]) for k in MISSING}
+        group["missing"] = {k: summarise([r["missing"][k] for r in missing]) for k in MISSING
+                            if all(k in r["missing"] for r in missing)}
     crossed = [r for r in results if "cross_domain" in r]
     if crossed:
         group["cross_domain"] = _cross_domain(crossed)

@@ -121,13 +121,14 @@ def plot_cross_domain(groups: list[dict], averages: list[dict], out: Path, style
 
 
 def plot_missing(groups: list[dict], out: Path, styles: dict[str, dict]) -> None:
-    """Grouped bars: clean / image removed / text removed, one bar per group, ±1 std error bars."""
+    """Grouped bars: clean / image removed / image shuffled / text removed, one bar per group, ±1 std error bars."""
     having = [g for g in groups if "missing" in g]
-    conditions = ["clean"] + list(MISSING)
+    keys = [k for k in MISSING if all(k in g["missing"] for g in having)]
+    conditions = ["clean"] + keys
     width = min(0.8 / len(having), MAX_BAR_WIDTH)
     fig, ax = plt.subplots(figsize=(min(11.0, max(6.0, 2.0 + 0.3 * len(having) * len(conditions))), 4.0), dpi=DPI)
     for j, g in enumerate(having):
-        stats = [g["clean"]["overall"]] + [g["missing"][k] for k in MISSING]
+        stats = [g["clean"]["overall"]] + [g["missing"][k] for k in keys]
         x = np.arange(len(conditions)) + (j - (len(having) - 1) / 2) * width
         ax.bar(x, [s["mean"] for s in stats], width, yerr=[s["std"] for s in stats], capsize=3,
                color=styles[g["label"]]["color"], hatch=styles[g["label"]]["hatch"], edgecolor="white",
@@ -136,7 +137,7 @@ def plot_missing(groups: list[dict], out: Path, styles: dict[str, dict]) -> None
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
-    ax.set_title("Missing modality (error bars: ±1 std over runs)", fontsize=9)
+    ax.set_title("Missing modality and shuffled images (error bars: ±1 std over runs)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _save(fig, out)
 

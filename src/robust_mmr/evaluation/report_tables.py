@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from robust_mmr.evaluation.report_aggregate import TARGETS
+from robust_mmr.evaluation.report_aggregate import MISSING, TARGETS
 
 MIN_SEEDS = 3  # DESIGN §4: every number over at least 3 seeds
 
@@ -143,13 +143,16 @@ def _missing(report: dict, plots: dict[str, str]) -> str:
     groups = [g for g in report["groups"] if "missing" in g]
     if not groups:
         return ""
+    keys = [k for k in MISSING if all(k in g["missing"] for g in groups)]
     rows = []
     for g in groups:
         n = len(g["runs"])
         rows.append([g["label"], str(n), format_stat(g["clean"]["overall"], n),
-                     format_stat(g["missing"]["image_removed"], n), format_stat(g["missing"]["text_removed"], n)])
-    parts = ["## Missing modality", "Accuracy with the image removed and with the text removed.",
-             markdown_table(["method", "runs", "clean", "image removed", "text removed"], rows)]
+                     *(format_stat(g["missing"][k], n) for k in keys)])
+    parts = ["## Missing modality", "Accuracy with the image removed, with the test images shuffled within their "
+             "organ / region and modality (what the image contributes, without a token the model may not know), and "
+             "with the text removed.",
+             markdown_table(["method", "runs", "clean", *(k.replace("_", " ") for k in keys)], rows)]
     if "missing" in plots:
         parts.append(f"![missing modality]({plots['missing']})")
     return "\n\n".join(parts)
