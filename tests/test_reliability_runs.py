@@ -175,3 +175,31 @@ def test_data_commands_never_write_through_links_or_keep_another_conversions_man
     assert claim(tmp_path / "fresh", "export", {"source": "x"}) == "same"
     with pytest.raises(InputError, match="another export run"):
         claim(tmp_path / "fresh", "export", {"source": "y"})
+
+
+def test_a_truncated_image_is_skipped_and_listed_in_finetuning_and_evaluation_or_named_with_fail(synth_dir, tmp_path,
+                                                                                                 capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data, symlinks=False)
+    records = [json.loads(line) for line in (data / "vqa.jsonl").read_text().splitlines()]
+    train_image = next(r["image"] for r in records if r["split"] == "train")
+    test_image = next(r["image"] for r in records if r["split"] == "test")
+    for image in (train_image, test_image):
+        raw = (data / image).read_bytes()
+        (data / image).write_bytes(raw[: len(raw) // 2])  # a truncated PNG
+    out = tmp_path / "ft"
+    args = ["finetune", "--init", "scratch", "--data", str(data), "--out", str(out), "max_epochs=1", "batch_size=32",
+            *SMALL]
+    assert main([*args, "on_bad_sample=fail"]) == 2
+    assert f"image {train_image}: truncated image" in _error(capsys)
+    assert main([*args, "--overwrite"]) == 0  # the failed attempt's folder holds other settings
+    task = json.loads((out / "task.json").read_text())
+    assert task["skipped"] and {s["image"] for s in task["skipped"]} == {train_image}
+    assert main(["evaluate", str(out), "--data", str(data), "--protocol", "clean", "--on-bad-sample", "fail"]) == 2
+    assert f"image {test_image}" in _error(capsys)
+    assert main(["evaluate", str(out), "--data", str(data), "--protocol", "clean"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    n_bad = sum(r["image"] == test_image for r in records if r["split"] == "test")
+    assert len(results["skipped"]) == n_bad and "left out" in capsys.readouterr().out

@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                     "else the CPU), cpu, cuda or cuda:N")
     e.add_argument("--batch-size", type=int, help="items encoded and fused per pass (default: 64 for a classifier, "
                                                   "256 for retrieval; larger keeps a GPU busier)")
+    e.add_argument("--on-bad-sample", choices=("skip", "fail"), default="skip",
+                   help="a test item whose image cannot be used: leave it out and list it (skip), or stop naming it")
     e.add_argument("--reference", type=Path,
                    help="an evaluated reference run (dir or results.json): adds corruption errors CE / mCE")
     e.add_argument("--out", type=Path, help="results JSON (default RUN/results.json)")
@@ -200,7 +202,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         corruptions=args.corruptions.split(",") if args.corruptions else None,
         text_perts=args.text_perturbations.split(",") if args.text_perturbations else None,
         severities=severities, modality=args.modality,
-        max_items=args.max_items, precision=args.precision, device=args.device, batch_size=args.batch_size)
+        max_items=args.max_items, precision=args.precision, device=args.device, batch_size=args.batch_size,
+        on_bad_sample=args.on_bad_sample)
+    if results.get("skipped"):
+        print(f"note: {len(results['skipped'])} test items left out, their image cannot be used (listed in the "
+              f"results' 'skipped'), e.g. {results['skipped'][0]['image']}: {results['skipped'][0]['reason']}")
     print(f"{describe(results['precision'])}; device: {results['device']}")
     if reference is not None and "perturbed" in results and results["task"] != "retrieve":
         results["perturbed"]["corruption_error"] = {"reference": str(args.reference),

@@ -38,7 +38,7 @@ from robust_mmr.hardware import precision_record
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
-from robust_mmr.tasks.data import Holdout, load_task_records, split_records
+from robust_mmr.tasks.data import Holdout, load_task_records, screen_records, split_records
 from robust_mmr.tasks.finetune import load_finetuned
 from robust_mmr.tasks.labels import LabelVocab
 from robust_mmr.tasks.retrieval import is_retrieval_run
@@ -50,8 +50,10 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                  corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                  severities: tuple[int, ...] = SEVERITIES, modality: str = "generic", max_items: int | None = None,
                  progress: bool = True, precision: str = "auto", device: str = AUTO_DEVICE,
-                 batch_size: int | None = None) -> dict:
+                 batch_size: int | None = None, on_bad_sample: str = "skip") -> dict:
     """Evaluate the fine-tuned run in ``run_dir`` on its test split(s) of ``data_dir``; returns the results dict.
+    A test item whose image cannot be used is left out and listed in ``results["skipped"]`` (``on_bad_sample=fail``:
+    an :class:`InputError` naming the first).
     ``precision``: the model's at inference (``auto``: from the hardware of ``device``, :mod:`robust_mmr.hardware`).
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``. ``batch_size``: items
     encoded and fused per pass (None: 64 for a classifier, 256 for retrieval); larger keeps a GPU busier."""
@@ -67,7 +69,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     records = load_task_records(data_dir, task["task"])
     parts, _ = split_records(records, holdout, task["finetune"]["val_fraction"],
                              task["finetune"].get("val_carve", "auto"))
-    test = subsample(parts["test"], max_items)
+    test, skipped = _usable(data_dir, subsample(parts["test"], max_items), model, on_bad_sample)
     device_used = resolve_device(device)
     precision_used = precision_record(precision, accelerator_of(device_used))
     batching = {} if batch_size is None else {"batch_size": batch_size}
@@ -77,7 +79,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
     results: dict = {"run": str(run_dir), "task": task["task"], "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
                      "holdout": task["holdout"], "oov_test_answers": int((predictor.labels < 0).sum()),
-                     "precision": precision_used, "device": str(device_used)}
+                     "precision": precision_used, "device": str(device_used), "skipped": skipped}
 
     clean_pred, _ = predictor.predict(Cell())
     clean_hits = clean_pred == predictor.labels
@@ -106,7 +108,8 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                                ("image_shuffled", Cell(shuffle_images=True)))
         }
     if "cross-domain" in protocols and holdout is not None:
-        ood = subsample(parts["test_ood"], max_items)
+        ood, ood_skipped = _usable(data_dir, subsample(parts["test_ood"], max_items), model, on_bad_sample)
+        results["skipped"] += ood_skipped
         ood_pred = Predictor(model, tokenizer, vocab, data_dir, ood, seed=seed, precision=predictor.precision,
                              device=device_used, batch_size=predictor.batch_size)
         ood_hits, _ = ood_pred.hits(Cell())
@@ -117,6 +120,11 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
                                    "rr": domain_robustness(ood_acc["overall"], clean["overall"]),
                                    "baselines": lookup_baselines(parts["train"], parts["val"], ood)}
     return results
+
+
+def _usable(data_dir: Path, records: list, model, policy: str) -> tuple[list, list[dict]]:
+    """The records a classifier can be evaluated on (every one for a blind model, which opens no image)."""
+    return (records, []) if getattr(model, "blind", False) else screen_records(data_dir, records, policy)
 
 
 def seen_unseen(hits: np.ndarray, closed: np.ndarray, test: list, train: list) -> dict:

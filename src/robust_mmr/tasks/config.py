@@ -55,6 +55,7 @@ class FinetuneConfig:
     # Same loss (mean over processes) and gradients as one process with the global batch; none on one device.
     itc_local_loss: bool = True
     num_workers: int = 0
+    on_bad_sample: str = "skip"  # an undecodable image: skip its records (listed in task.json) | fail (name it)
     seed: int = 0
     val_fraction: float = 0.1  # carved from train when the data has no val split
     val_carve: str = "auto"  # question | image | auto (question where test images are training images)
@@ -86,6 +87,8 @@ class FinetuneConfig:
         if self.head == "attention" and (self.freeze_backbone or self.lp_ft):
             raise InputError("finetune setting head=attention applies to full fine-tuning (the probe and LP-FT "
                              "train their head on cached mean features)")
+        if self.on_bad_sample not in ("skip", "fail"):
+            raise InputError(f"finetune setting on_bad_sample: got {self.on_bad_sample!r}; allowed: skip, fail")
         if self.head not in HEADS:
             raise InputError(f"finetune setting head: got {self.head!r}; allowed: {', '.join(HEADS)}")
         if self.val_carve not in VAL_CARVES:

@@ -14,7 +14,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robust_mmr.data.images import image_to_uint8, load_image, pixels_to_float, resolve_image_path
+from robust_mmr.data.images import (
+    ImageReadError,
+    check_image,
+    image_to_uint8,
+    load_image,
+    pixels_to_float,
+    resolve_image_path,
+)
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
 from robust_mmr.errors import InputError
@@ -115,6 +122,29 @@ def carve_validation(train: list[TaskRecord], fraction: float,
 
 
 DEFAULT_CACHE_IMAGES = 1024  # VQA-RAD has 315 images, SLAKE 642: every image of either is decoded once per run
+
+
+ON_BAD_SAMPLE = ("skip", "fail")
+
+
+def screen_records(root: Path, records: list[TaskRecord], policy: str = "skip") -> tuple[list[TaskRecord], list[dict]]:
+    """The records whose image decodes (each distinct image decoded once), and one ``{"id", "image", "reason"}``
+    per record left out. ``policy="fail"`` raises an :class:`InputError` naming the first bad record instead (the
+    pre-training policy, ``train.on_bad_sample``)."""
+    if policy not in ON_BAD_SAMPLE:
+        raise InputError(f"on_bad_sample {policy!r}: choose one of {', '.join(ON_BAD_SAMPLE)}")
+    problems: dict[str, str] = {}
+    for image in dict.fromkeys(r.image for r in records):
+        try:
+            check_image(resolve_image_path(root, image))
+        except (ImageReadError, InputError) as err:
+            problems[image] = str(err)
+    skipped = [{"id": r.id, "image": r.image, "reason": problems[r.image]} for r in records if r.image in problems]
+    if skipped and policy == "fail":
+        first = skipped[0]
+        raise InputError(f"record {first['id']}: image {first['image']}: {first['reason']} (on_bad_sample=fail; "
+                         "skip leaves such records out and lists them)")
+    return [r for r in records if r.image not in problems], skipped
 
 
 class TaskDataset(Dataset):

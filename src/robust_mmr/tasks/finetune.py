@@ -25,7 +25,15 @@ from robust_mmr.hardware import describe, precision_record
 from robust_mmr.runfolder import file_sha256, write_json
 from robust_mmr.model import build_model
 from robust_mmr.tasks.config import FinetuneConfig
-from robust_mmr.tasks.data import Holdout, TaskCollator, TaskDataset, load_task_records, record_target, split_records
+from robust_mmr.tasks.data import (
+    Holdout,
+    TaskCollator,
+    TaskDataset,
+    load_task_records,
+    record_target,
+    screen_records,
+    split_records,
+)
 from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
 from robust_mmr.tasks.model import PairClassifier
 from robust_mmr.tasks.module import ClassifierModule, fit_keeping_best, selection_summary
@@ -53,6 +61,14 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
     parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.val_carve)
+    skipped: list[dict] = []
+    if not cfg.blind:  # a blind run opens no image
+        for split in ("train", "val"):
+            parts[split], left_out = screen_records(data_dir, parts[split], cfg.on_bad_sample)
+            skipped += left_out
+        if skipped:
+            notes.append(f"{len(skipped)} records left out: their image cannot be used (listed in task.json "
+                         "'skipped'; on_bad_sample=fail stops instead)")
     vocab_source = [r for r in records if r.split in vocab_splits and (holdout is None or not holdout.is_held_out(r))]
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")
@@ -87,7 +103,7 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
         "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
         "finetune": asdict(cfg), "best_val_accuracy": round(module.best_score, 4), **selection_summary(module),
         "counts": {k: len(v) for k, v in parts.items()}, "seconds": seconds,
-        "precision": precision_record(cfg.precision, cfg.accelerator),
+        "precision": precision_record(cfg.precision, cfg.accelerator), "skipped": skipped,
         "notes": notes,
     }
     notes.append(describe(summary["precision"]))
