@@ -203,3 +203,22 @@ def test_a_truncated_image_is_skipped_and_listed_in_finetuning_and_evaluation_or
     results = json.loads((out / "results.json").read_text())
     n_bad = sum(r["image"] == test_image for r in records if r["split"] == "test")
     assert len(results["skipped"]) == n_bad and "left out" in capsys.readouterr().out
+
+
+def test_more_user_mistakes_are_one_line_and_exit_2(synth_dir, pretrained, tmp_path, capsys, monkeypatch):
+    """A report in a missing folder (before the work), a hold-out that leaves nothing to train on, and a relative
+    --init that still works from another folder."""
+    assert main(["data", "validate", str(synth_dir), "--report", str(tmp_path / "nope" / "r.json")]) == 2
+    assert "--report" in _error(capsys)
+    from robust_mmr.tasks.data import Holdout, load_task_records, split_records
+
+    records = [r for r in load_task_records(synth_dir, "vqa") if r.meta["domain"] == "site-a"]
+    with pytest.raises(InputError, match="no training records left once domain=site-a is held out"):
+        split_records(records, Holdout("domain", "site-a"), 0.1)
+    monkeypatch.chdir(pretrained.parent)
+    out = tmp_path / "rel"
+    assert main(["finetune", "--init", pretrained.name, "--data", str(synth_dir), "--out", str(out), "max_epochs=1",
+                 "batch_size=32"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert json.loads((out / "task.json").read_text())["init"] == str(pretrained.resolve())
+    assert main(["evaluate", str(out), "--data", str(synth_dir), "--protocol", "clean"]) == 0

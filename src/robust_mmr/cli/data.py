@@ -29,6 +29,7 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.data.stats import count_table, domain_key, example_grid, load_manifests
 from robust_mmr.data.synthetic import generate_dataset
 from robust_mmr.data.validate import validate_dataset
+from robust_mmr.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,6 +122,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.report is not None and not args.report.parent.is_dir():
+        raise InputError(f"--report {args.report}: the folder {args.report.parent} does not exist")
     report = validate_dataset(args.path, check_images=not args.no_images, progress=sys.stderr.isatty())
     rows = [[m.file, m.kind, m.kept, m.rejected] for m in report.manifests]
     print(format_table(["manifest", "kind", "kept", "rejected"], rows, title=f"validation of {args.path}"))

@@ -93,6 +93,9 @@ def split_records(records: list[TaskRecord], holdout: Holdout | None, val_fracti
         if not parts["test_ood"]:
             raise InputError(f"no test records with {holdout.key}={holdout.value}")
         notes.append(f"held out {holdout.key}={holdout.value}: {len(parts['test_ood'])} test records never trained on")
+    if not parts["train"]:
+        raise InputError("no training records left" + (f" once {holdout.key}={holdout.value} is held out"
+                                                          if holdout is not None else ""))
     if not parts["val"]:
         if carve == "auto":
             shared = {r.image for r in parts["test"]} & {r.image for r in parts["train"]}

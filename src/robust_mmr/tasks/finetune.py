@@ -99,7 +99,9 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
         module = ClassifierModule(model, cfg, len(train_loader))
         seconds += fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
     summary = {
-        "task": cfg.task, "init": init, "preset": preset if init == "scratch" else None, "data": str(data_dir),
+        # init and data as absolute paths: the run's records work from any folder
+        "task": cfg.task, "init": init if init == "scratch" else str(Path(init).resolve()),
+        "preset": preset if init == "scratch" else None, "data": str(Path(data_dir).resolve()),
         "holdout": asdict(holdout) if holdout else None, "labels": list(vocab.labels),
         "finetune": asdict(cfg), "best_val_accuracy": round(module.best_score, 4), **selection_summary(module),
         "counts": {k: len(v) for k, v in parts.items()}, "seconds": seconds,

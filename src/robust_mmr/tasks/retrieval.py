@@ -94,7 +94,8 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     module = RetrievalModule(model, cfg, len(train))
     seconds = fit_keeping_best(module, train, val, cfg, out, progress)
     summary = {
-        "task": "retrieve", "init": init, "preset": preset if init == "scratch" else None, "data": str(data_dir),
+        "task": "retrieve", "init": init if init == "scratch" else str(Path(init).resolve()),
+        "preset": preset if init == "scratch" else None, "data": str(Path(data_dir).resolve()),
         "holdout": asdict(holdout) if holdout else None,
         "dim": dim, "finetune": asdict(cfg), "best_val_r1": round(module.best_score, 4), **selection_summary(module),
         "temperature": round(1.0 / model.logit_scale().item(), 4),
