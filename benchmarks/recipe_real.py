@@ -44,7 +44,7 @@ def run_candidate(name: str, seed: int, data: str, out: str, threads: int) -> di
     import torch
 
     from robust_mmr.evaluation.protocols import evaluate_run
-    from robust_mmr.experiments.job import write_json
+    from robust_mmr.runfolder import write_json
     from robust_mmr.experiments.logs import quiet_lightning
     from robust_mmr.tasks.config import FinetuneConfig
     from robust_mmr.tasks.finetune import run_finetuning

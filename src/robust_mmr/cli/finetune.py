@@ -151,9 +151,10 @@ def _finetune_retrieval(args: argparse.Namespace, cfg: FinetuneConfig, model_ove
     return 0
 
 
-def evaluation_record(args: argparse.Namespace, protocols: tuple[str, ...], severities: tuple[int, ...]) -> dict:
-    """What an evaluation measured: the data (folder + manifest hash), how many items, which conditions."""
-    task = json.loads((args.run / "task.json").read_text(encoding="utf-8"))
+def evaluation_record(args: argparse.Namespace, task: dict, protocols: tuple[str, ...],
+                      severities: tuple[int, ...]) -> dict:
+    """What an evaluation of the run with ``task`` (its task.json) measured: the data (folder + manifest hash), how
+    many items, which conditions."""
     from robust_mmr.tasks.data import TASK_MANIFESTS
 
     return {"data": data_identity(args.data, TASK_MANIFESTS.get(task["task"], "image_text.jsonl")),
@@ -162,11 +163,10 @@ def evaluation_record(args: argparse.Namespace, protocols: tuple[str, ...], seve
             "severities": list(severities), "modality": args.modality}
 
 
-def results_path(run: Path, record: dict) -> Path:
+def results_path(run: Path, task: dict, record: dict) -> Path:
     """``RUN/results.json`` for an evaluation of every test item of the data the run was fine-tuned on (what the
     model card quotes); any other evaluation goes beside it as ``results-<hash of its record>.json``, so several
     evaluations of one run coexist and none passes for another."""
-    task = json.loads((run / "task.json").read_text(encoding="utf-8"))
     own = Path(task["data"]).resolve() == Path(record["data"]["path"]) and record["max_items"] is None
     if own:
         return run / "results.json"
@@ -211,8 +211,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     if reference is not None and "perturbed" in results and results["task"] != "retrieve":
         results["perturbed"]["corruption_error"] = {"reference": str(args.reference),
                                                     **corruption_errors(results["perturbed"]["cells"], reference)}
-    results["evaluated_on"] = evaluation_record(args, protocols, severities)
-    out = args.out or results_path(args.run, results["evaluated_on"])
+    task = json.loads((args.run / "task.json").read_text(encoding="utf-8"))
+    results["evaluated_on"] = evaluation_record(args, task, protocols, severities)
+    out = args.out or results_path(args.run, task, results["evaluated_on"])
     write_json(out, results)
     if results["task"] == "retrieve":
         print(retrieval_table(results))

@@ -117,9 +117,10 @@ class Predictor:
         else:
             texts = self._encode_texts(cell.text, example)
         predictions = []
+        image_index = self.shuffled_index() if cell.shuffle_images else self.image_index  # once per cell
         for start in range(0, len(self.records), self.batch_size):
             sl = slice(start, start + self.batch_size)
-            idx = (self.shuffled_index() if cell.shuffle_images else self.image_index)[sl]
+            idx = image_index[sl]
             n = idx.numel()
             idx, drop_image, drop_text = (t.to(self.device) for t in (
                 idx, torch.full((n,), cell.drop_image), torch.full((n,), cell.drop_text)))

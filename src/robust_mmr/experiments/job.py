@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ import numpy as np
 
 from robust_mmr.evaluation.report_methods import RETRIEVAL_KEY
 from robust_mmr.experiments.logs import log
+from robust_mmr.runfolder import write_json
 
 # protocol (its result key and folder prefix) → the FinetuneConfig flags it sets. ``blind`` is the trained blind
 # baseline: full fine-tuning with the image removed in training and at test (evaluated clean and held out only).
@@ -327,11 +327,3 @@ def _flatten(tree: dict, prefix: str) -> dict:
 
 def _json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def write_json(path: Path, value: dict) -> None:
-    """Write ``value`` as JSON atomically (a temp file renamed over ``path``): a killed job leaves the old file or
-    the new one, never half of one."""
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(temp, path)
