@@ -104,6 +104,10 @@ def test_generic_csv_and_jsonl_with_column_mapping(tmp_path):
     assert dict(report.skip_counts) == {"empty question": 1, "invalid JSON": 1}
     with pytest.raises(InputError, match="no column 'text' for field 'text'"):
         convert_dataset("csv", src / "table.csv", tmp_path / "bad", columns="id=fig,image=path")
+    # the VQA conversion into the folder of the image-text one: the earlier manifest does not pass for part of it
+    convert_dataset("csv", src / "vqa.jsonl", tmp_path / "out")
+    assert not (tmp_path / "out" / "image_text.jsonl").exists()
+    assert [r.id for r in read_manifest(tmp_path / "out" / "vqa.jsonl")] == ["q1", "q2"]
 
 
 def test_convert_cli_and_option_checks(tmp_path, capsys):

@@ -205,6 +205,41 @@ def test_a_truncated_image_is_skipped_and_listed_in_finetuning_and_evaluation_or
     assert len(results["skipped"]) == n_bad and "left out" in capsys.readouterr().out
 
 
+def test_a_truncated_image_in_data_stats_and_retrieval_is_passed_over_and_listed_or_named_with_fail(synth_dir, tmp_path,
+                                                                                                     capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data, symlinks=False)
+    pairs = [json.loads(line) for line in (data / "image_text.jsonl").read_text().splitlines()]
+    first = pairs[0]["image"]  # the example grid's first pick
+    train_image = next(p["image"] for p in pairs if p["split"] == "train" and p["image"] != first)
+    test_image = next(p["image"] for p in pairs if p["split"] == "test" and p["image"] != first)
+    for image in (first, train_image, test_image):
+        raw = (data / image).read_bytes()
+        (data / image).write_bytes(raw[: len(raw) // 2])  # a truncated PNG
+    assert main(["data", "stats", str(data), "--on-bad-sample", "fail"]) == 2
+    assert f"image {first}: truncated image" in _error(capsys)
+    assert main(["data", "stats", str(data)]) == 0
+    assert f"image {first} passed over in the example grid" in capsys.readouterr().out
+    assert (data / "stats.png").is_file()
+
+    out = tmp_path / "retrieval"
+    args = ["finetune", "--task", "retrieve", "--data", str(data), "--out", str(out), "max_epochs=1", "batch_size=16",
+            *SMALL]
+    assert main([*args, "on_bad_sample=fail"]) == 2
+    assert "truncated image" in _error(capsys)
+    assert main([*args, "--overwrite"]) == 0
+    assert train_image in {s["image"] for s in json.loads((out / "task.json").read_text())["skipped"]}
+    assert main(["evaluate", str(out), "--data", str(data), "--protocol", "clean", "--on-bad-sample", "fail"]) == 2
+    assert "truncated image" in _error(capsys)
+    assert main(["evaluate", str(out), "--data", str(data), "--protocol", "clean"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    n_bad = sum(p["split"] == "test" and p["image"] in (first, test_image) for p in pairs)
+    assert len(results["skipped"]) == n_bad and test_image in {s["image"] for s in results["skipped"]}
+    assert results["n_test"] == sum(p["split"] == "test" for p in pairs) - n_bad
+
+
 def test_more_user_mistakes_are_one_line_and_exit_2(synth_dir, pretrained, tmp_path, capsys, monkeypatch):
     """A report in a missing folder (before the work), a hold-out that leaves nothing to train on, and a relative
     --init that still works from another folder."""

@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats = commands.add_parser("stats", help="counts per split/domain/answer type and an example grid PNG")
     stats.add_argument("path", type=Path, help="dataset directory")
     stats.add_argument("--png", type=Path, help="grid output (default DIR/stats.png)")
+    stats.add_argument("--on-bad-sample", choices=("skip", "fail"), default="skip",
+                       help="an example image that cannot be decoded: pass over it and list it (skip), or stop naming it")
     stats.set_defaults(func=_stats)
 
     convert = commands.add_parser("convert", help="convert a native dataset release to canonical manifests")
@@ -157,7 +159,12 @@ def _stats(args: argparse.Namespace) -> int:
         for r in manifests["vqa"]:
             seen.setdefault(r.image, ImageTextRecord(r.id, r.image, f"Q: {r.question} A: {r.answer}", r.split, r.meta))
         pairs = list(seen.values())
-    png = example_grid(args.path, pairs, domain_key(pairs), args.png or args.path / "stats.png")
+    png, skipped = example_grid(args.path, pairs, domain_key(pairs), args.png or args.path / "stats.png",
+                                on_bad_sample=args.on_bad_sample)
+    for item in skipped:
+        print(f"note: record {item['id']}: image {item['image']} passed over in the example grid: {item['reason']}")
+    if skipped:
+        print(f"note: {len(skipped)} example image(s) could not be decoded; `robust-mmr data validate` checks them all")
     card = args.path / "dataset.json"
     if card.is_file():
         print(f"generator: {json.loads(card.read_text())['generator']}")

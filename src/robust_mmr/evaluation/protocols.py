@@ -61,7 +61,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, protocols: tuple[str, ...] = PRO
         protocols = RETRIEVAL_PROTOCOLS if protocols == PROTOCOLS else protocols  # "all" means all that apply
         return evaluate_retrieval_run(run_dir, data_dir, protocols, seed, corruptions, text_perts, severities,
                                       modality, max_items, progress, precision=precision, device=device,
-                                      batch_size=batch_size)
+                                      batch_size=batch_size, on_bad_sample=on_bad_sample)
     check_protocols(protocols)
     model, tokenizer, _, task = load_finetuned(run_dir)
     vocab = LabelVocab(tuple(task["labels"]))

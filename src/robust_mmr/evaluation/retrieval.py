@@ -37,7 +37,7 @@ from robust_mmr.evaluation.protocol_common import check_protocols, pretraining_m
 from robust_mmr.perturbations.image.registry import image_corruptions
 from robust_mmr.perturbations.seeding import SEVERITIES
 from robust_mmr.perturbations.text import text_perturbations
-from robust_mmr.tasks.data import Holdout, split_records
+from robust_mmr.tasks.data import Holdout, screen_records, split_records
 from robust_mmr.tasks.retrieval import load_pairs, load_retrieval
 from robust_mmr.tasks.retrieval_model import RetrievalModel
 
@@ -130,9 +130,12 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
                            corruptions: list[str] | None = None, text_perts: list[str] | None = None,
                            severities: tuple[int, ...] = SEVERITIES, modality: str = "generic",
                            max_items: int | None = None, progress: bool = True, rerank_k: int = RERANK_K,
-                           precision: str = "auto", device: str = AUTO_DEVICE, batch_size: int | None = None) -> dict:
+                           precision: str = "auto", device: str = AUTO_DEVICE, batch_size: int | None = None,
+                           on_bad_sample: str = "skip") -> dict:
     """Evaluate the retrieval run in ``run_dir`` on the test pairs of ``data_dir``; returns the results dict.
 
+    A test pair whose image cannot be used is left out and listed in ``results["skipped"]``
+    (``on_bad_sample=fail``: an :class:`InputError` naming the first instead), as in VQA evaluation.
     ``corruptions`` / ``text_perts``: None means every registered one (an empty list: none).
     ``rerank_k``: ITM re-ranking of the top-k on the clean test set when the backbone has an ITM head
     (0: off). Perturbed cells rank by ITC only. ``precision``: the encoders' (``auto``: from the hardware of
@@ -147,7 +150,7 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
     holdout = Holdout(**task["holdout"]) if task.get("holdout") else None
     parts, _ = split_records(load_pairs(data_dir), holdout, task["finetune"]["val_fraction"],
                              task["finetune"].get("val_carve", "auto"))
-    test = subsample(parts["test"], max_items)
+    test, skipped = screen_records(data_dir, subsample(parts["test"], max_items), on_bad_sample)
     if len(test) < 2:
         raise InputError(f"{data_dir}: retrieval needs at least 2 test pairs, found {len(test)}")
     device_used = resolve_device(device)
@@ -157,7 +160,7 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
                                device=device_used, **batching)
     results: dict = {"run": str(run_dir), "task": "retrieve", "method": pretraining_method(task["init"]),
                      "finetune_seed": task["finetune"]["seed"], "seed": seed, "n_test": len(test),
-                     "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": [],
+                     "n_images": len(encoder.images), "holdout": task.get("holdout"), "notes": [], "skipped": skipped,
                      "precision": precision_used, "device": str(device_used)}
     clean_images, clean_texts = encoder.encode_images(), encoder.encode_texts()
     clean_ranks = encoder.ranks(clean_images, clean_texts)
@@ -187,8 +190,12 @@ def evaluate_retrieval_run(run_dir: Path, data_dir: Path, protocols: tuple[str, 
             results["notes"].append("cross-domain: the run was fine-tuned with no domain held out (finetune "
                                     "--holdout KEY=VALUE); nothing to evaluate")
         else:
-            results["cross_domain"] = cross_domain_ranking(model, tokenizer, data_dir, parts, holdout, max_items, seed,
-                                                           precision_used["resolved"], device_used, encoder.batch_size)
+            usable = {name: screen_records(data_dir, parts[name], on_bad_sample) for name in ("test", "test_ood")}
+            listed = {item["id"] for item in skipped}
+            results["skipped"] += [item for name in usable for item in usable[name][1] if item["id"] not in listed]
+            results["cross_domain"] = cross_domain_ranking(
+                model, tokenizer, data_dir, {name: records for name, (records, _) in usable.items()}, holdout,
+                max_items, seed, precision_used["resolved"], device_used, encoder.batch_size)
     return results
 
 

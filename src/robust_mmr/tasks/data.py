@@ -150,6 +150,19 @@ def screen_records(root: Path, records: list[TaskRecord], policy: str = "skip") 
     return [r for r in records if r.image not in problems], skipped
 
 
+def screen_training(root: Path, parts: dict[str, list], policy: str) -> tuple[list[dict], list[str]]:
+    """Leave the records whose image cannot be used out of ``parts["train"]`` and ``parts["val"]`` (in place):
+    the skipped records (for ``task.json``) and the note that says so (``policy="fail"``: an
+    :class:`InputError` naming the first instead)."""
+    skipped: list[dict] = []
+    for split in ("train", "val"):
+        parts[split], left_out = screen_records(root, parts[split], policy)
+        skipped += left_out
+    notes = [f"{len(skipped)} records left out: their image cannot be used (listed in task.json 'skipped'; "
+             "on_bad_sample=fail stops instead)"] if skipped else []
+    return skipped, notes
+
+
 class TaskDataset(Dataset):
     """(record, image) items, the image float (C, H, W) in [0, 1]. With ``read_images=False`` (a blind run)
     no image is opened: each item carries an empty (0,) tensor.

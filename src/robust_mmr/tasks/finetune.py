@@ -31,7 +31,7 @@ from robust_mmr.tasks.data import (
     TaskDataset,
     load_task_records,
     record_target,
-    screen_records,
+    screen_training,
     split_records,
 )
 from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
@@ -63,12 +63,8 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     parts, notes = split_records(records, holdout, cfg.val_fraction, cfg.val_carve)
     skipped: list[dict] = []
     if not cfg.blind:  # a blind run opens no image
-        for split in ("train", "val"):
-            parts[split], left_out = screen_records(data_dir, parts[split], cfg.on_bad_sample)
-            skipped += left_out
-        if skipped:
-            notes.append(f"{len(skipped)} records left out: their image cannot be used (listed in task.json "
-                         "'skipped'; on_bad_sample=fail stops instead)")
+        skipped, screened = screen_training(data_dir, parts, cfg.on_bad_sample)
+        notes += screened
     vocab_source = [r for r in records if r.split in vocab_splits and (holdout is None or not holdout.is_held_out(r))]
     vocab = LabelVocab.build(record_target(r) for r in vocab_source)
     notes.append(f"answers normalised: {NORMALISATION}; vocabulary of {len(vocab)} from splits {', '.join(vocab_splits)}")

@@ -22,7 +22,7 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.hardware import FP32, autocast, describe, precision_record
 from robust_mmr.tasks.config import FinetuneConfig
-from robust_mmr.tasks.data import Holdout, TaskDataset, split_records
+from robust_mmr.tasks.data import Holdout, TaskDataset, screen_training, split_records
 from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
 from robust_mmr.tasks.module import fit_keeping_best, selection_summary
 from robust_mmr.tasks.probe import cached_loaders, feature_placement, freeze
@@ -69,6 +69,8 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     ``holdout`` leaves a domain out of training and validation (for the cross-domain protocol)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     parts, notes = split_records(load_pairs(data_dir), holdout, cfg.val_fraction, cfg.val_carve)
+    skipped, screened = screen_training(data_dir, parts, cfg.on_bad_sample)
+    notes += screened
     backbone, tokenizer, run_cfg = build_backbone(init, preset, model_overrides)
     dim = run_cfg.model.projection_dim
     model = RetrievalModel(backbone, dim)
@@ -101,7 +103,7 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
         "temperature": round(1.0 / model.logit_scale().item(), 4),
         "counts": {k: len(v) for k, v in parts.items() if k != "test_ood"},
         "seconds": seconds, "notes": notes,
-        "precision": precision_record(cfg.precision, cfg.accelerator),
+        "precision": precision_record(cfg.precision, cfg.accelerator), "skipped": skipped,
     }
     notes.append(describe(summary["precision"]))
     save_task_run(out, model, run_cfg, summary)
