@@ -26,6 +26,11 @@ from pathlib import Path
 # name → (backbone preset, model.* overrides, fine-tuning settings over the defaults)
 CANDIDATES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     "demo64": ("demo", ("model.image_size=64",), {}),
+    "demo64-attn": ("demo", ("model.image_size=64",), {"head": "attention"}),
+    "demo64-aug": ("demo", ("model.image_size=64",), {"augment": True}),
+    # MiniLM's 6 pre-trained layers as the text encoder (384-d; the fusion widened to match)
+    "minilm64": ("demo", ("model.image_size=64", "model.text.init=minilm", "model.fusion.hidden=384",
+                          "model.fusion.heads=6"), {}),
     "demo128": ("demo", ("model.image_size=128",), {}),
     "conv128": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {}),
     "conv128-attn": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {"head": "attention"}),
@@ -39,8 +44,8 @@ FINETUNE = {"batch_size": 64, "max_epochs": 40, "patience": 8}  # over the Finet
 MAX_TEXT_LENGTH = 40
 
 
-def run_candidate(name: str, seed: int, data: str, out: str, threads: int) -> dict:
-    """Fine-tune and evaluate one candidate with one seed, with and without the image; returns its row."""
+def run_candidate(name: str, seed: int, data: str, out: str, threads: int, kinds: tuple[str, ...]) -> dict:
+    """Fine-tune and evaluate one candidate with one seed, with the image and/or blind (``kinds``); its row."""
     import torch
 
     from robust_mmr.evaluation.protocols import evaluate_run
@@ -55,6 +60,9 @@ def run_candidate(name: str, seed: int, data: str, out: str, threads: int) -> di
     row: dict = {"candidate": name, "seed": seed}
     for kind in ("image", "blind"):
         run = Path(out) / name / f"seed{seed}" / kind
+        if kind not in kinds and not (run / "results.json").is_file():
+            row[kind] = None
+            continue
         if not (run / "results.json").is_file():
             start = time.perf_counter()
             cfg = FinetuneConfig(task="vqa", seed=seed, blind=kind == "blind", **{**FINETUNE, **settings})
@@ -81,12 +89,16 @@ def table(rows: list[dict]) -> str:
 
     headers = ["candidate", "seed", "val", "val blind", "val gap", "test", "test blind", "test gap",
                "image shuffled", "open", "closed", "epoch", "minutes"]
-    body = [[_text(v) for v in [r["candidate"], r["seed"], r["image"]["val"], r["blind"]["val"],
-                                r["image"]["val"] - r["blind"]["val"],
-             r["image"]["test"], r["blind"]["test"], r["image"]["test"] - r["blind"]["test"], r["image"]["shuffled"],
-             r["image"]["open"], r["image"]["closed"], r["image"]["epoch"],
-             round(((r["image"]["seconds"] or 0) + (r["blind"]["seconds"] or 0)) / 60, 1)]] for r in rows]
-    base = rows[0]["image"]["baselines"] if rows else {}
+    body = []
+    for r in rows:
+        image, blind = r["image"] or {}, r["blind"] or {}
+        gap = {k: image[k] - blind[k] if image and blind else None for k in ("val", "test")}
+        seconds = (image.get("seconds") or 0) + (blind.get("seconds") or 0)
+        body.append([_text(v) for v in [r["candidate"], r["seed"], image.get("val"), blind.get("val"), gap["val"],
+                                        image.get("test"), blind.get("test"), gap["test"], image.get("shuffled"),
+                                        image.get("open"), image.get("closed"), image.get("epoch"),
+                                        round(seconds / 60, 1)]])
+    base = next((r[k]["baselines"] for r in rows for k in ("image", "blind") if r[k]), {})
     lookups = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in base.items())
     return markdown_table(headers, body) + f"\nNon-learned and text baselines on the same test items: {lookups}\n"
 
@@ -104,14 +116,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--parallel", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / parallel)")
+    parser.add_argument("--kinds", nargs="+", default=["image", "blind"], choices=["image", "blind"],
+                        help="which runs to train (finished ones of the other kind are still reported)")
     args = parser.parse_args(argv)
     if not (args.data / "vqa.jsonl").is_file():
         sys.exit(f"error: {args.data} has no vqa.jsonl; run benchmarks/method_real.py prepare first")
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
     work = [(name, seed) for name in args.candidates for seed in args.seeds]
     with ProcessPoolExecutor(args.parallel) as pool:
-        rows = list(pool.map(run_candidate, *zip(*work), *([str(args.data)] * len(work),
-                                                           [str(args.out)] * len(work), [threads] * len(work))))
+        rows = list(pool.map(run_candidate, *zip(*work), *([str(args.data)] * len(work), [str(args.out)] * len(work),
+                                                           [threads] * len(work), [tuple(args.kinds)] * len(work))))
     text = table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "recipes.md").write_text(text, encoding="utf-8")

@@ -240,6 +240,20 @@ def test_a_truncated_image_in_data_stats_and_retrieval_is_passed_over_and_listed
     assert results["n_test"] == sum(p["split"] == "test" for p in pairs) - n_bad
 
 
+def test_a_killed_finetuning_run_is_restarted_and_says_so(synth_dir, pretrained, tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["finetune", "--init", str(pretrained), "--data", str(synth_dir), "--out", str(out), "max_epochs=1",
+            "batch_size=32"]
+    assert main(args) == 0
+    (out / "task.json").unlink()  # killed before its final save: the records are written last
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "interrupted (no task.json); fine-tuning does not resume: it restarts" in capsys.readouterr().out
+    assert read_task_run(out)[3]["epochs_run"] == 1
+    assert main(args) == 0
+    assert "holds this fine-tuning run, finished" in capsys.readouterr().out
+
+
 def test_more_user_mistakes_are_one_line_and_exit_2(synth_dir, pretrained, tmp_path, capsys, monkeypatch):
     """A report in a missing folder (before the work), a hold-out that leaves nothing to train on, and a relative
     --init that still works from another folder."""

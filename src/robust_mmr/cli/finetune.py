@@ -83,7 +83,9 @@ def _finetune(args: argparse.Namespace) -> int:
     identity = finetune_identity(args, cfg, model_overrides)
     status = claim(args.out, "finetune", identity, overwrite=args.overwrite)
     if status == "same":
-        print(f"note: {args.out} holds this fine-tuning run; fine-tuning does not resume: it restarts and replaces it")
+        state = "finished" if (args.out / "task.json").is_file() else "interrupted (no task.json)"
+        print(f"note: {args.out} holds this fine-tuning run, {state}; fine-tuning does not resume: it restarts "
+              "from its first epoch and replaces it")
     for old in args.out.glob("results*.json"):  # evaluations of the weights about to be replaced
         old.unlink()
     with locked(args.out):
