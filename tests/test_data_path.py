@@ -52,6 +52,31 @@ def test_screening_reads_headers_only_and_an_epoch_decodes_each_image_once(synth
     assert sum(decodes.values()) == seen and set(decodes) == used and set(decodes.values()) == {1}
 
 
+def test_the_screened_index_is_reused_until_the_manifest_changes(synth_dir, tmp_path, monkeypatch):
+    """The other ranks and every resume read the run's index instead of every image header again."""
+    import shutil
+
+    import robust_mmr.training.screening as screening
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    headers = Counter()
+    original = screening.check_image
+    monkeypatch.setattr(screening, "check_image", lambda path, **kw: headers.update([1]) or original(path, **kw))
+    run = tmp_path / "run"
+    first = ImageTextDataset(data, "train", 64, 1, index_dir=run)
+    screened = headers[1]
+    assert screened == len(first.records) and (run / "screened-train.json").is_file()
+    again = ImageTextDataset(data, "train", 64, 1, index_dir=run)  # another rank, or a resume
+    assert headers[1] == screened and again.records == first.records and again.skipped == first.skipped
+    manifest = data / "image_text.jsonl"
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[1:]) + "\n")  # the manifest changed: screen it again
+    changed = ImageTextDataset(data, "train", 64, 1, index_dir=run)
+    assert headers[1] > screened and [r.id for r in changed.records] == [
+        json.loads(line)["id"] for line in lines[1:] if json.loads(line)["split"] == "train"]
+
+
 def test_read_image_and_check_image_decode_once(tmp_path, decodes):
     path = tmp_path / "scan.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30), dtype=np.uint8)).save(path)

@@ -38,7 +38,7 @@ from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
 from robust_mmr.objectives.views import MASK, TextView, perturbed_text_view
 from robust_mmr.perturbations.seeding import derive_seed
 from robust_mmr.training.sampler import EpochSampler, ResumableLoader
-from robust_mmr.training.screening import Skipped, screen_records
+from robust_mmr.training.screening import Skipped, screened_index
 
 
 class Sample(NamedTuple):
@@ -61,9 +61,9 @@ class ImageTextDataset(Dataset):
     """
 
     def __init__(self, root: Path, split: str, image_size: int, channels: int, on_bad_sample: str = "skip",
-                 uint8: bool = False):
+                 uint8: bool = False, index_dir: Path | None = None):
         self.root = Path(root)
-        self.records, self.skipped = screen_records(self.root, split, on_bad_sample)
+        self.records, self.skipped = screened_index(self.root, split, on_bad_sample, index_dir)
         if not self.records:
             raise InputError(f"{self.root / 'image_text.jsonl'}: no usable records in split {split!r}"
                              f" ({len(self.skipped)} skipped)")
@@ -177,14 +177,19 @@ class PretrainDataModule(L.LightningDataModule):
     uint8 batches; the pixels become float on the training device (:meth:`on_after_batch_transfer`).
     """
 
-    def __init__(self, root: Path, model_cfg: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, tokenizer):
+    def __init__(self, root: Path, model_cfg: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, tokenizer,
+                 index_dir: Path | None = None):
         super().__init__()
-        self.root, self.model_cfg, self.train_cfg = Path(root), model_cfg, train
+        self.root, self.model_cfg, self.train_cfg, self.index_dir = Path(root), model_cfg, train, index_dir
         self.collator = PretrainCollator(tokenizer, model_cfg.max_text_length, objective, train.seed)
+
+    def prepare_data(self) -> None:
+        """Once per node, before any rank's :meth:`setup`: screen the manifest into the index every rank reads."""
+        screened_index(self.root, "train", self.train_cfg.on_bad_sample, self.index_dir)
 
     def setup(self, stage: str | None = None) -> None:
         self.train_set = ImageTextDataset(self.root, "train", self.model_cfg.image_size, self.model_cfg.channels,
-                                          self.train_cfg.on_bad_sample, uint8=True)
+                                          self.train_cfg.on_bad_sample, uint8=True, index_dir=self.index_dir)
 
     def train_dataloader(self) -> ResumableLoader:
         trainer = self.trainer

@@ -50,7 +50,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         remove_stale_temp_files(run_dir / "checkpoints")
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = PretrainModule(cfg)
-    data = PretrainDataModule(data_dir, cfg.model, cfg.objective, cfg.train, module.tokenizer)
+    data = PretrainDataModule(data_dir, cfg.model, cfg.objective, cfg.train, module.tokenizer, index_dir=run_dir)
     last = run_dir / "checkpoints" / "last.ckpt"
     precision = precision_record(cfg.train.precision, cfg.train.accelerator)
     if is_rank_zero:

@@ -14,10 +14,16 @@ Two stages, both recorded as :class:`Skipped` entries that end up in the run sum
    file, so it happens at the same step in every run and resume.
 
 ``on_bad_sample="fail"`` turns the first bad sample of either stage into an :class:`InputError`.
+
+Screening reads every image header once; :func:`screened_index` keeps its outcome in the run folder
+(``screened-<split>.json``, keyed by the manifest's path, size and modification time), so the other ranks and
+every resume read that index instead of every header again (a corpus of 2M images on a network filesystem
+takes minutes to screen).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +31,7 @@ from robust_mmr.data.images import ImageReadError, check_image, resolve_image_pa
 from robust_mmr.data.manifest import scan_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
+from robust_mmr.runfolder import write_json
 
 MANIFEST = "image_text.jsonl"
 
@@ -68,6 +75,37 @@ def screen_records(root: Path, split: str, on_bad_sample: str) -> tuple[list[Ima
             raise InputError(f"bad sample {skipped[0].id}: {skipped[0].reason} ({skipped[0].detail}); "
                              "train.on_bad_sample=skip leaves such samples out and lists them")
     return records, skipped
+
+
+def screened_index(root: Path, split: str, on_bad_sample: str,
+                   index_dir: Path | None) -> tuple[list[ImageTextRecord], list[Skipped]]:
+    """:func:`screen_records`, kept in ``index_dir/screened-<split>.json`` and read back from there while the
+    manifest is unchanged (same path, size and modification time). ``index_dir=None``: screen, keep nothing.
+    An index with skipped samples is not reused under ``on_bad_sample="fail"`` (screening again names the first)."""
+    if index_dir is None:
+        return screen_records(root, split, on_bad_sample)
+    path = Path(index_dir) / f"screened-{split}.json"
+    key = _manifest_key(Path(root), split)
+    saved = _read_index(path)
+    if saved is not None and saved.get("key") == key and not (saved["skipped"] and on_bad_sample == "fail"):
+        return [ImageTextRecord(**r) for r in saved["records"]], [Skipped(**s) for s in saved["skipped"]]
+    records, skipped = screen_records(root, split, on_bad_sample)
+    Path(index_dir).mkdir(parents=True, exist_ok=True)
+    write_json(path, {"key": key, "records": [asdict(r) for r in records], "skipped": [s.as_dict() for s in skipped]})
+    return records, skipped
+
+
+def _manifest_key(root: Path, split: str) -> dict:
+    stat = (root / MANIFEST).stat()
+    return {"manifest": str((root / MANIFEST).resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+            "split": split}
+
+
+def _read_index(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none yet, or unreadable: screen again
+        return None
 
 
 def _record_problem(root: Path, record: ImageTextRecord, seen: set[str]) -> Skipped | None:
