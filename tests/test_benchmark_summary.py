@@ -112,8 +112,12 @@ def test_a_finished_job_is_reused_only_with_the_same_settings(tmp_path):
                           finetune={"epochs": 1}, corruptions=("jpeg",), text_perturbations=(), severities=(1,),
                           max_eval_items=10)
     assert read_finished(job) is None
-    (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": {}}))
-    assert read_finished(replace(job, threads=4))["vqa"] == {}  # threads do not change results
+    done = {"domain=site-c": {"clean": 0.5}}
+    (tmp_path / "result.json").write_text(json.dumps({"job": asdict(job), "vqa": done, "probe": done}))
+    assert read_finished(replace(job, threads=4))["vqa"] == done  # threads do not change results
+    assert read_finished(replace(job, holdouts=(), protocols=("vqa",)))["vqa"] == done  # fewer stages: served
+    assert read_finished(replace(job, holdouts=("domain=site-c", "split:other"))) is None  # more: run the missing
+    assert read_finished(replace(job, protocols=("vqa", "lpft"))) is None
     with pytest.raises(SystemExit, match=r"other settings \(config.train.max_steps differ\)"):
         read_finished(replace(job, overrides=("objective.method=mmr", "train.max_steps=20")))
 
@@ -220,6 +224,12 @@ def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, t
     third = run_job(replace(job, probe_finetune={"max_epochs": 1}, protocols=("probe",), threads=2))
     assert "vqa" in third and list(third["job"]["protocols"]) == ["vqa", "probe"]  # what it ran before is kept
     assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 1
+    # another split asked for with one protocol: only that fine-tuning runs; what the job holds is kept
+    more = replace(job, holdouts=("",), protocols=("vqa",), probe_finetune={"max_epochs": 1})
+    fourth = run_job(more)
+    assert set(fourth["vqa"]) == {"domain=site-c", ""} and set(fourth["probe"]) == {"domain=site-c"}
+    assert (root / "vqa-standard" / "results.json").is_file() and not (root / "probe-standard").exists()
+    assert read_finished(more) is not None and read_finished(replace(more, protocols=("probe",))) is None
 
 
 def test_the_trained_blind_model_is_the_bar_and_the_best_blind_variant_is_reported(tmp_path):

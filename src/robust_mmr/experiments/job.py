@@ -81,9 +81,9 @@ class Job:
 NEUTRAL_FIELDS = ("threads", "out", "pretrain_data", "task_data", "split_data")
 # Where and how fast a job runs, not what it computes: results made on a GPU are read back on a CPU.
 EXECUTION_KEYS = tuple(f"config.train.{k}" for k in ("accelerator", "devices", "num_nodes", "strategy", "num_workers"))
-# Job fields whose change reruns only the stages they touch (a finished job with more protocols than asked for
-# serves the request as it is).
-STAGE_FIELDS = ("protocols", "probe_finetune")
+# Job fields whose change reruns only the stages they touch (a finished job with more protocols or hold-outs than
+# asked for serves the request as it is; one asked for more runs the missing ones beside those it reuses).
+STAGE_FIELDS = ("protocols", "probe_finetune", "holdouts")
 
 
 def holdout_slug(holdout: str) -> str:
@@ -119,9 +119,14 @@ def run_job(job: Job, progress: bool = False) -> dict:
         return finished
     root = Path(job.out)
     previous = _json(root / "result.json")  # finished with other stages (read_finished checked the rest)
-    if previous is not None:  # keep what it ran: its matching stages are reused below
-        ran = set(previous["job"].get("protocols", Job.__dataclass_fields__["protocols"].default)) | set(job.protocols)
-        job = replace(job, protocols=tuple(k for k in PROTOCOLS if k in ran))
+    # the (protocol, hold-out) fine-tunings to run: those asked for and those the finished job holds (reused below)
+    pairs = {(key, holdout) for key in job.protocol_runs() for holdout in job.holdouts}
+    if previous is not None:
+        pairs |= {(key, holdout) for key in PROTOCOLS for holdout in previous.get(key, {})}
+        split_data = {**previous["job"].get("split_data", {}), **job.split_data}
+        job = replace(job, protocols=tuple(k for k in PROTOCOLS if any(p == k for p, _ in pairs)),
+                      holdouts=tuple(dict.fromkeys((*previous["job"]["holdouts"], *job.holdouts))),
+                      split_data=split_data)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "job.json", asdict(job))
     torch.set_num_threads(job.threads)
@@ -134,7 +139,8 @@ def run_job(job: Job, progress: bool = False) -> dict:
     result: dict = {"job": asdict(job), "pretrain": {"seconds": summary["seconds"],
                                                     "final_loss": summary["final_metrics"].get("train/loss")}}
     for key in job.protocol_runs():
-        result[key] = {holdout: finetune_and_evaluate(job, key, holdout, progress) for holdout in job.holdouts}
+        result[key] = {holdout: finetune_and_evaluate(job, key, holdout, progress) for holdout in job.holdouts
+                       if (key, holdout) in pairs}
     if job.retrieval:
         for key in (k for k in job.protocol_runs() if k in RETRIEVAL_KEY):
             result[RETRIEVAL_KEY[key]] = retrieve_and_evaluate(job, key, progress)
@@ -286,14 +292,16 @@ def read_finished(job: Job) -> dict | None:
     wanted = comparable(asdict(job))
     for path in (root / "job.json", root / "result.json"):
         if path.is_file():
-            found = json.loads(path.read_text(encoding="utf-8"))
-            found = comparable(found.get("job", found))
+            record = json.loads(path.read_text(encoding="utf-8"))
+            found = comparable(record.get("job", record))
             differs = sorted(k for k in wanted if k not in (*NEUTRAL_FIELDS, *STAGE_FIELDS) and found.get(k) != wanted[k])
             if differs:
                 raise SystemExit(f"{path} was made with other settings ({', '.join(differs)} differ); "
                                  "use another --out or remove that run")
             other_probe = "probe" in wanted["protocols"] and found["probe_finetune"] != wanted["probe_finetune"]
-            if path.name == "result.json" and (not set(wanted["protocols"]) <= set(found["protocols"]) or other_probe):
+            missing = not set(wanted["protocols"]) <= set(found["protocols"]) or any(
+                holdout not in record.get(key, {}) for key in wanted["protocols"] for holdout in wanted["holdouts"])
+            if path.name == "result.json" and (missing or other_probe):
                 return None  # finished with other stages: rerun the job, reusing the stages that match
     path = root / "result.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
