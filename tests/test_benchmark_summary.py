@@ -11,6 +11,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from robust_mmr.evaluation import report_methods
@@ -221,7 +222,9 @@ def test_a_rerun_with_another_probe_schedule_reruns_the_probe_alone(synth_dir, t
     assert json.loads((root / "result.json").read_text())["job"]["probe_finetune"] == {"max_epochs": 2}
     # a run whose training was interrupted after its settings changed keeps no stale evaluation
     (root / "probe-domain-site-c" / "results.json").unlink()
-    third = run_job(replace(job, probe_finetune={"max_epochs": 1}, protocols=("probe",), threads=2))
+    threads = torch.get_num_threads()
+    third = run_job(replace(job, probe_finetune={"max_epochs": 1}, protocols=("probe",), threads=threads + 1))
+    assert torch.get_num_threads() == threads  # the job's thread count does not leak into the caller
     assert "vqa" in third and list(third["job"]["protocols"]) == ["vqa", "probe"]  # what it ran before is kept
     assert json.loads((root / "probe-domain-site-c" / "task.json").read_text())["finetune"]["max_epochs"] == 1
     # another split asked for with one protocol: only that fine-tuning runs; what the job holds is kept

@@ -76,8 +76,10 @@ def test_sigkilled_run_resumes_to_bit_identical_weights(small_dir, tmp_path):
     assert main(_cli(tmp_path / "straight", small_dir, steps)) == 0
 
     killed = tmp_path / "killed"
+    # CPU results depend on the thread count: the killed process runs on as many threads as this one
+    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "robust_mmr.cli.main", *_cli(killed, small_dir, steps)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads)
     deadline = time.monotonic() + 120
     while not (killed / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

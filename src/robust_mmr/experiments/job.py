@@ -108,15 +108,27 @@ def vqa_run_dir(job: Job, protocol: str, holdout: str) -> Path:
 
 
 def run_job(job: Job, progress: bool = False) -> dict:
-    """Run ``job`` (or read its finished result); returns the result dict (also in ``result.json``)."""
-    import torch
+    """Run ``job`` (or read its finished result); returns the result dict (also in ``result.json``).
 
-    from robust_mmr.config import load_config
-    from robust_mmr.training.pretrain import run_pretraining
+    The job runs on ``job.threads`` CPU threads; the caller's thread count is restored afterwards (results on the
+    CPU depend on it: a later run in the same process must not inherit the job's)."""
+    import torch
 
     finished = read_finished(job)
     if finished is not None:
         return finished
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        return _run_unfinished(job, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_unfinished(job: Job, progress: bool) -> dict:
+    from robust_mmr.config import load_config
+    from robust_mmr.training.pretrain import run_pretraining
+
     root = Path(job.out)
     previous = _json(root / "result.json")  # finished with other stages (read_finished checked the rest)
     # the (protocol, hold-out) fine-tunings to run: those asked for and those the finished job holds (reused below)
@@ -129,7 +141,6 @@ def run_job(job: Job, progress: bool = False) -> dict:
                       split_data=split_data)
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "job.json", asdict(job))
-    torch.set_num_threads(job.threads)
     start = time.perf_counter()
     cfg = load_config(job.preset, pretrain_overrides(job))
     summary = finished_pretraining(root / "pretrain", cfg)
