@@ -13,8 +13,8 @@ captions would be made of its test reference answers, so a checkpoint could no l
 VQA-Med-2019, and each has a single question, so a single-fact caption.
 
 ``run`` needs only ``<out>/data`` (so it runs where ``../shared`` is absent, e.g. a GPU machine given
-the folder): every variant pre-trains on the captions once per seed (the ``--model`` backbone at the
-prepared image size or ``--image-size``), then fine-tunes VQA on VQA-RAD once per held-out organ (HEAD,
+the folder): every variant pre-trains on the captions once per seed (the ``--model`` backbone, by default the
+``real`` preset, at the prepared image size or ``--image-size``), then fine-tunes VQA on VQA-RAD once per held-out organ (HEAD,
 CHEST, ABD: trained on the other two) and evaluates clean, under image corruptions (three never
 used in training), text perturbations, with a modality removed and on the held-out organ. Output:
 ``<out>/summary.md`` (the tables of :mod:`robust_mmr.evaluation.report_methods` averaged over organs, then one table per held-out
@@ -81,11 +81,11 @@ CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast_down", "gamma_up", "
                "impulse_noise", "pixelate", "burned_in_text")
 # MiniLM tokens: 42 of the 3,700 captions are longer (the end of their finding is cut); VQA-RAD questions <= 32
 MAX_TEXT_LENGTH = 40
-# Fine-tuning: the FinetuneConfig defaults at batch 64 with patience 6 (an epoch is ~30 s at 64 px on one core).
+# Fine-tuning: the FinetuneConfig defaults at batch 64 with patience 8, as in the recipe search (recipe_real.py).
 # VQA-RAD has no val split and its test questions are asked about training images, so validation is 10% of the
 # training *questions* (val_carve auto → question), the same for every seed: no image leaves training. An earlier
 # image carve (20% of the images, different per seed) cost the models a fifth of the images the test asks about.
-FINETUNE = {"batch_size": 64, "patience": 6}
+FINETUNE = {"batch_size": 64, "patience": 8}
 DISJOINT_DIR = "vqa_rad_image_disjoint"
 DISJOINT = "split:image-disjoint"  # the job hold-out naming it (robust_mmr.experiments.job.SPLIT_PREFIX)
 DISJOINT_TEST_FRACTION = 0.15  # of each organ's images: ~47 of 315 images, ~500 questions (like the 451 of MEVF's)
@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
     prep.add_argument("--image-size", type=int, default=128, help="longest side of the compact images")
     bench = stages.add_parser("run", help="pre-train, fine-tune and evaluate from <out>/data")
     add_common_arguments(bench)
+    bench.set_defaults(model="real")  # the recipe search's choice (recipe_real.py, BENCHMARKS.md)
     bench.add_argument("--image-size", type=int, default=None, help="model input size (default: the prepared size)")
     bench.add_argument("--lr", type=float, default=3e-4, help="pre-training learning rate")
     bench.add_argument("--blind-for", nargs="*", default=["mmr"], metavar="VARIANT",

@@ -21,7 +21,7 @@ import yaml
 
 from robust_mmr.errors import InputError
 
-PRESETS = ("tiny", "demo", "small", "base")
+PRESETS = ("tiny", "demo", "real", "small", "base")
 METHODS = ("mmr", "mmr-aug", "robust-mmr")  # the pre-training methods (robust_mmr.objectives.pretrain)
 IMAGE_MODALITIES = ("xray", "ct", "mri", "us", "generic")  # image-corruption registries (robust_mmr.perturbations)
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "bf16-true", "16-mixed", "16-true", "64-true")

@@ -24,7 +24,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 }
 TEXT_PERTURBATIONS = ("keyboard_typo", "synonym", "word_drop", "abbreviate")  # evaluated on the questions
 SEVERITIES = (1, 3, 5)
-BACKBONE_PRESETS = ("demo", "tiny", "small")  # --model: the demo preset, the tiny preset, MiniLM-initialised small
+# --model: the demo preset, demo with MiniLM text (real), the tiny preset, MiniLM-initialised small
+BACKBONE_PRESETS = ("demo", "real", "tiny", "small")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
