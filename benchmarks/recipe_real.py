@@ -97,10 +97,28 @@ def table(rows: list[dict]) -> str:
         body.append([_text(v) for v in [r["candidate"], r["seed"], image.get("val"), blind.get("val"), gap["val"],
                                         image.get("test"), blind.get("test"), gap["test"], image.get("shuffled"),
                                         image.get("open"), image.get("closed"), image.get("epoch"),
-                                        round(seconds / 60, 1)]])
+                                        f"{seconds / 60:.1f}"]])
     base = next((r[k]["baselines"] for r in rows for k in ("image", "blind") if r[k]), {})
     lookups = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in base.items())
-    return markdown_table(headers, body) + f"\nNon-learned and text baselines on the same test items: {lookups}\n"
+    return (markdown_table(headers, body) + "\nMean ± std over seeds:\n\n" + seed_means(rows) + "\n"
+            + f"\nNon-learned and text baselines on the same test items: {lookups}\n")
+
+
+def seed_means(rows: list[dict]) -> str:
+    """Markdown: mean ± std over seeds of each candidate's val / test accuracy, with the image and blind."""
+    from robust_mmr.evaluation.metrics import mean_std
+    from robust_mmr.evaluation.report_tables import markdown_table
+
+    body = []
+    for name in dict.fromkeys(r["candidate"] for r in rows):
+        cells = [name]
+        for kind in ("image", "blind"):
+            for key in ("val", "test", "shuffled"):
+                values = [r[kind][key] for r in rows if r["candidate"] == name and r[kind] and r[kind].get(key)]
+                cells.append(f"{mean_std(values)[0]:.3f} ± {mean_std(values)[1]:.3f} ({len(values)})" if values
+                             else "–")
+        body.append(cells[:4] + cells[4:6])  # a blind run has no shuffled test
+    return markdown_table(["candidate", "val (seeds)", "test", "image shuffled", "val blind", "test blind"], body)
 
 
 def _text(value) -> str:
@@ -119,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / parallel)")
     parser.add_argument("--kinds", nargs="*", default=["image", "blind"], choices=["image", "blind"],
                         help="which runs to train (finished ones of any kind are reported; none: report only)")
+    parser.add_argument("--publish", type=Path, default=None, metavar="STEM",
+                        help="also write the table and its rows as STEM.md / STEM.json (e.g. docs/benchmarks/recipe-real)")
     args = parser.parse_args(argv)
     if not (args.data / "vqa.jsonl").is_file():
         sys.exit(f"error: {args.data} has no vqa.jsonl; run benchmarks/method_real.py prepare first")
@@ -129,8 +149,11 @@ def main(argv: list[str] | None = None) -> None:
                                                            [threads] * len(work), [tuple(args.kinds)] * len(work))))
     text = table(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "recipes.md").write_text(text, encoding="utf-8")
-    (args.out / "recipes.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    stems = [args.out / "recipes", *([args.publish] if args.publish else [])]
+    for stem in stems:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".md").write_text(text, encoding="utf-8")
+        stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     print(text)
 
 
