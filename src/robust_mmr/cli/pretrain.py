@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pretrain", help="pre-train a model (mmr | mmr-aug | robust-mmr)")
     p.add_argument("--config", default="tiny", help=f"preset ({', '.join(PRESETS)}) or a YAML file")
     p.add_argument("--method", choices=METHODS, default="robust-mmr")
-    p.add_argument("--data", type=Path, required=True, help="dataset directory with image_text.jsonl")
+    p.add_argument("--data", type=Path, required=True,
+                   help="dataset directory with image_text.jsonl, or a folder of tar shards (robust-mmr data shard)")
     p.add_argument("--out", type=Path, help="run directory (default runs/pretrain/CONFIG-METHOD-seedS)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run directory has a checkpoint")
     p.add_argument("--overwrite", action="store_true",
@@ -73,11 +74,11 @@ def pretrain_identity(cfg, data: Path) -> dict:
     and the data (folder + manifest hash). Continuing it for more steps, on other hardware, keeps it the same run."""
     from dataclasses import asdict
 
-    from robust_mmr.training.screening import MANIFEST
+    from robust_mmr.training.pretrain import data_manifest
 
     train = {k: v for k, v in asdict(cfg.train).items() if k not in EXECUTION_KEYS}
     return {"method": cfg.objective.method, "model": asdict(cfg.model), "objective": asdict(cfg.objective),
-            "train": train, "data": data_identity(data, MANIFEST)}
+            "train": train, "data": data_identity(data, data_manifest(data))}
 
 
 def _skipped_rows(skipped: list[dict[str, str]], shown: int = 3) -> list[list]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import lightning as L
 import numpy as np
@@ -32,23 +31,13 @@ from robust_mmr.data.images import (
     read_image,
     resolve_image_path,
 )
-from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
 from robust_mmr.objectives.views import MASK, TextView, perturbed_text_view
 from robust_mmr.perturbations.seeding import derive_seed
 from robust_mmr.training.sampler import EpochSampler, ResumableLoader
-from robust_mmr.training.screening import Skipped, screened_index
-
-
-class Sample(NamedTuple):
-    """One dataset item: ``pixels`` (C, H, W) float in [0, 1] (uint8 0..255 from a ``uint8`` dataset and an
-    8-bit image), or None with ``problem`` saying why."""
-
-    record: ImageTextRecord
-    pixels: torch.Tensor | None
-    epoch: int
-    problem: Skipped | None
+from robust_mmr.training.screening import Sample, Skipped, screened_index
+from robust_mmr.training.stream import ShardStream, StreamLoader, is_shard_dir
 
 
 class ImageTextDataset(Dataset):
@@ -171,10 +160,12 @@ def _domain_id(value) -> int:
 
 
 class PretrainDataModule(L.LightningDataModule):
-    """The resumable, rank-sharded train loader over an image–text dataset directory.
+    """The resumable, rank-sharded train loader over an image–text dataset directory, or over a folder of tar
+    shards (``shards.json`` there; streamed, :mod:`robust_mmr.training.stream`).
 
-    Workers persist across epochs (no re-fork, no re-copy of the record list each epoch) and hand over
-    uint8 batches; the pixels become float on the training device (:meth:`on_after_batch_transfer`).
+    Manifest workers persist across epochs (no re-fork, no re-copy of the record list each epoch); stream workers
+    are made per epoch (they take the epoch's shard order). Both hand over uint8 batches; the pixels become float
+    on the training device (:meth:`on_after_batch_transfer`).
     """
 
     def __init__(self, root: Path, model_cfg: ModelConfig, objective: ObjectiveConfig, train: TrainConfig, tokenizer,
@@ -183,22 +174,46 @@ class PretrainDataModule(L.LightningDataModule):
         self.root, self.model_cfg, self.train_cfg, self.index_dir = Path(root), model_cfg, train, index_dir
         self.collator = PretrainCollator(tokenizer, model_cfg.max_text_length, objective, train.seed)
 
+    @property
+    def streamed(self) -> bool:
+        return is_shard_dir(self.root)
+
+    @property
+    def train_pairs(self) -> int:
+        """Usable training pairs (every rank's)."""
+        return self.train_set.samples if self.streamed else len(self.train_set)
+
     def prepare_data(self) -> None:
-        """Once per node, before any rank's :meth:`setup`: screen the manifest into the index every rank reads."""
-        screened_index(self.root, "train", self.train_cfg.on_bad_sample, self.index_dir)
+        """Once per node, before any rank's :meth:`setup`: screen the manifest into the index every rank reads
+        (shards were screened when they were written)."""
+        if not self.streamed:
+            screened_index(self.root, "train", self.train_cfg.on_bad_sample, self.index_dir)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = ImageTextDataset(self.root, "train", self.model_cfg.image_size, self.model_cfg.channels,
-                                          self.train_cfg.on_bad_sample, uint8=True, index_dir=self.index_dir)
+        size, channels, policy = self.model_cfg.image_size, self.model_cfg.channels, self.train_cfg.on_bad_sample
+        if self.streamed:
+            rank, world = self._rank_world()
+            self.train_set = ShardStream(self.root, size, channels, self.train_cfg.seed, rank, world,
+                                         self.train_cfg.num_workers, policy)
+        else:
+            self.train_set = ImageTextDataset(self.root, "train", size, channels, policy, uint8=True,
+                                              index_dir=self.index_dir)
 
-    def train_dataloader(self) -> ResumableLoader:
+    def train_dataloader(self) -> ResumableLoader | StreamLoader:
         trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = EpochSampler(len(self.train_set), self.train_cfg.batch_size, self.train_cfg.seed, rank, world)
         workers = self.train_cfg.num_workers
         on_cuda = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        if self.streamed:
+            return StreamLoader(self.train_set, self.train_cfg.batch_size, self._progress, collate_fn=self.collator,
+                                num_workers=workers, pin_memory=on_cuda)
+        rank, world = self._rank_world()
+        sampler = EpochSampler(len(self.train_set), self.train_cfg.batch_size, self.train_cfg.seed, rank, world)
         return ResumableLoader(self.train_set, sampler, self._progress, collate_fn=self.collator,
                                num_workers=workers, persistent_workers=workers > 0, pin_memory=on_cuda)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def on_after_batch_transfer(self, batch: PretrainBatch, dataloader_idx: int) -> PretrainBatch:
         """The batch on the training device: uint8 pixels (B, C, H, W) → float in [0, 1]."""

@@ -32,6 +32,7 @@ from robust_mmr.training.checkpoint import ExportWeights, ResumeCheckpoint, Safe
 from robust_mmr.training.data import PretrainDataModule
 from robust_mmr.training.module import NonFiniteLossError, PretrainModule
 from robust_mmr.training.screening import MANIFEST, summarise_skipped
+from robust_mmr.training.stream import SHARD_CARD, is_shard_dir
 
 
 def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool = True, progress: bool = True) -> dict:
@@ -86,7 +87,7 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
         "final_metrics": {k: round(float(v), 5) for k, v in trainer.callback_metrics.items()},
         "parameters": sum(p.numel() for p in module.model.parameters()),
         "data": str(data_dir),
-        "train_pairs": len(data.train_set),
+        "train_pairs": data.train_pairs,
         "world_size": trainer.world_size,
         "precision": precision,
         "weights": str(run_dir / "model.safetensors"),
@@ -106,11 +107,17 @@ def run_pretraining(cfg: RunConfig, data_dir: Path, run_dir: Path, resume: bool 
 
 
 def require_manifest(data_dir: Path) -> None:
-    """An :class:`InputError` unless ``data_dir`` holds the image–text manifest pre-training reads."""
+    """An :class:`InputError` unless ``data_dir`` holds what pre-training reads: the image–text manifest, or the
+    ``shards.json`` of a folder of tar shards."""
     data_dir = Path(data_dir)
-    if not (data_dir / MANIFEST).is_file():
-        raise InputError(f"data directory {data_dir}: no {MANIFEST} there"
+    if not (data_dir / MANIFEST).is_file() and not is_shard_dir(data_dir):
+        raise InputError(f"data directory {data_dir}: no {MANIFEST} there (nor {SHARD_CARD}: not a shard folder)"
                          + ("" if data_dir.is_dir() else " (the directory does not exist)"))
+
+
+def data_manifest(data_dir: Path) -> str:
+    """The file that says what ``data_dir`` holds: the shard card of a shard folder, else the manifest."""
+    return SHARD_CARD if is_shard_dir(data_dir) else MANIFEST
 
 
 def _strategy(name: str):

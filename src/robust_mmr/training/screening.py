@@ -26,6 +26,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
+
+import torch
 
 from robust_mmr.data.images import ImageReadError, check_image, resolve_image_path
 from robust_mmr.data.manifest import scan_manifest
@@ -46,6 +49,16 @@ class Skipped:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+class Sample(NamedTuple):
+    """One training item as a loader hands it to the collator: ``pixels`` (C, H, W) float in [0, 1] (uint8 0..255
+    for an 8-bit image read for transfer as uint8), or None with ``problem`` saying why it was left out."""
+
+    record: ImageTextRecord
+    pixels: torch.Tensor | None
+    epoch: int
+    problem: Skipped | None
 
 
 def screen_records(root: Path, split: str, on_bad_sample: str) -> tuple[list[ImageTextRecord], list[Skipped]]:
