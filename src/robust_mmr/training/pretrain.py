@@ -111,8 +111,8 @@ def require_manifest(data_dir: Path) -> None:
     ``shards.json`` of a folder of tar shards."""
     data_dir = Path(data_dir)
     if not (data_dir / MANIFEST).is_file() and not is_shard_dir(data_dir):
-        raise InputError(f"data directory {data_dir}: no {MANIFEST} there (nor {SHARD_CARD}: not a shard folder)"
-                         + ("" if data_dir.is_dir() else " (the directory does not exist)"))
+        why = f"nor {SHARD_CARD}: not a shard folder" if data_dir.is_dir() else "the directory does not exist"
+        raise InputError(f"data directory {data_dir}: no {MANIFEST} there ({why})")
 
 
 def data_manifest(data_dir: Path) -> str:
