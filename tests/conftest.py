@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,17 @@ def synth_dir(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(out, n=60, seed=7, num_domains=3, size=64, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def small_dir(synth_dir, tmp_path_factory) -> Path:
+    """The synthetic set cut to 8 training pairs: 4 batches of 2 per epoch."""
+    out = tmp_path_factory.mktemp("small")
+    (out / "images").symlink_to(synth_dir / "images")
+    lines = [json.loads(x) for x in (synth_dir / "image_text.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["split"] == "train"][:8]
+    (out / "image_text.jsonl").write_text("".join(json.dumps(x) + "\n" for x in train))
     return out
 
 

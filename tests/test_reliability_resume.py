@@ -29,17 +29,6 @@ SMALL = ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1", 
          "model.decoder.layers=1", "train.num_workers=0", "train.log_every=1"]
 
 
-@pytest.fixture(scope="module")
-def small_dir(synth_dir, tmp_path_factory) -> Path:
-    """The synthetic set cut to 8 training pairs: 4 batches of 2 per epoch."""
-    out = tmp_path_factory.mktemp("small")
-    (out / "images").symlink_to(synth_dir / "images")
-    lines = [json.loads(x) for x in (synth_dir / "image_text.jsonl").read_text().splitlines()]
-    train = [x for x in lines if x["split"] == "train"][:8]
-    (out / "image_text.jsonl").write_text("".join(json.dumps(x) + "\n" for x in train))
-    return out
-
-
 def test_sampler_order_is_a_function_of_seed_and_epoch_and_shards_do_not_overlap():
     single = EpochSampler(50, batch_size=8, seed=3)
     ranks = [EpochSampler(50, batch_size=4, seed=3, rank=r, world_size=2) for r in range(2)]

@@ -23,15 +23,10 @@ SMALL = ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1", 
 
 
 @pytest.fixture(scope="module")
-def small_shards(synth_dir, tmp_path_factory) -> Path:
-    """8 training pairs of the synthetic set in 4 shards of 2, written by `data shard`."""
-    source = tmp_path_factory.mktemp("source")
-    (source / "images").symlink_to(synth_dir / "images")
-    lines = [json.loads(x) for x in (synth_dir / "image_text.jsonl").read_text().splitlines()]
-    train = [x for x in lines if x["split"] == "train"][:8]
-    (source / "image_text.jsonl").write_text("".join(json.dumps(x) + "\n" for x in train))
+def small_shards(small_dir, tmp_path_factory) -> Path:
+    """The 8 training pairs of ``small_dir`` in 4 shards of 2, written by `data shard`."""
     out = tmp_path_factory.mktemp("shards")
-    assert main(["data", "shard", str(source), "--out", str(out), "--samples-per-shard", "2"]) == 0
+    assert main(["data", "shard", str(small_dir), "--out", str(out), "--samples-per-shard", "2"]) == 0
     return out
 
 
