@@ -36,6 +36,16 @@ def small_dir(synth_dir, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def small_shards(small_dir, tmp_path_factory) -> Path:
+    """The 8 training pairs of ``small_dir`` in 4 tar shards of 2, written by `data shard`."""
+    from robust_mmr.cli.main import main
+
+    out = tmp_path_factory.mktemp("shards")
+    assert main(["data", "shard", str(small_dir), "--out", str(out), "--samples-per-shard", "2"]) == 0
+    return out
+
+
 def write_png(path: Path, size: int = 16, mode: str = "L") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     shape = (size, size) if mode == "L" else (size, size, len(mode))

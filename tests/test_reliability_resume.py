@@ -60,9 +60,13 @@ def _cli(out: Path, data: Path, steps: int) -> list[str]:
             *SMALL, "train.batch_size=2", "train.checkpoint_every=2", f"train.max_steps={steps}"]
 
 
-def test_sigkilled_run_resumes_to_bit_identical_weights(small_dir, tmp_path):
+@pytest.mark.parametrize("source", ["small_dir", "small_shards"])  # a manifest folder, or tar shards streamed
+def test_sigkilled_run_resumes_to_bit_identical_weights(source, request, tmp_path):
+    small_dir = request.getfixturevalue(source)
     steps = 6  # 4 batches per epoch: the resumed part crosses an epoch boundary
     assert main(_cli(tmp_path / "straight", small_dir, steps)) == 0
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["train_pairs"] == 8 and summary["skipped"] == []
 
     killed = tmp_path / "killed"
     # CPU results depend on the thread count: the killed process runs on as many threads as this one

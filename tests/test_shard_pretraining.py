@@ -1,33 +1,14 @@
-"""Pre-training from tar shards: the stream's epochs, its resume position, and a killed run resumed from shards."""
+"""Pre-training from tar shards: the stream's epochs and its resume position (a killed streamed run resumed to the
+same weights: ``test_reliability_resume.py``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
-from robust_mmr.cli.main import main
 from robust_mmr.errors import InputError
 from robust_mmr.training.stream import ShardStream, StreamLoader
-
-SMALL = ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1", "model.fusion.layers=1",
-         "model.decoder.layers=1", "train.log_every=1"]
-
-
-@pytest.fixture(scope="module")
-def small_shards(small_dir, tmp_path_factory) -> Path:
-    """The 8 training pairs of ``small_dir`` in 4 shards of 2, written by `data shard`."""
-    out = tmp_path_factory.mktemp("shards")
-    assert main(["data", "shard", str(small_dir), "--out", str(out), "--samples-per-shard", "2"]) == 0
-    return out
 
 
 def _ids(samples) -> list[str]:
@@ -57,32 +38,3 @@ def test_each_iteration_is_the_next_epoch_in_its_own_order_and_a_resume_skips_th
 def test_a_stream_with_fewer_shards_than_readers_is_refused(small_shards):
     with pytest.raises(InputError, match="4 shard.*for 6 readers"):
         ShardStream(small_shards, image_size=32, channels=1, seed=0, rank=0, world_size=2, workers=3)
-
-
-def _cli(out: Path, data: Path, steps: int) -> list[str]:
-    return ["pretrain", "--config", "tiny", "--method", "robust-mmr", "--data", str(data), "--out", str(out),
-            *SMALL, "train.num_workers=1", "train.batch_size=2", "train.checkpoint_every=2",
-            f"train.max_steps={steps}"]
-
-
-def test_pretraining_from_shards_runs_and_a_killed_run_resumes_to_the_same_weights(small_shards, tmp_path):
-    steps = 6  # 4 batches per epoch: the resumed part crosses an epoch boundary
-    assert main(_cli(tmp_path / "straight", small_shards, steps)) == 0
-    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
-    assert summary["steps"] == steps and summary["train_pairs"] == 8 and summary["skipped"] == []
-
-    killed = tmp_path / "killed"
-    threads = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # CPU results depend on it
-    proc = subprocess.Popen([sys.executable, "-m", "robust_mmr.cli.main", *_cli(killed, small_shards, steps)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=threads)
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
-    assert not (killed / "summary.json").exists()
-    assert 2 <= torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] < steps
-
-    assert main(_cli(killed, small_shards, steps)) == 0
-    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(killed / "model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
