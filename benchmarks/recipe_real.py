@@ -31,6 +31,7 @@ CANDIDATES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     # the adopted recipe: demo64 with MiniLM's 6 pre-trained layers as the text encoder (384-d; the fusion widened
     # to match); measured as "minilm64" (these overrides on demo) before it became the `real` preset
     "real": ("real", (), {}),
+    "real-attn": ("real", (), {"head": "attention"}),
     "demo128": ("demo", ("model.image_size=128",), {}),
     "conv128": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {}),
     "conv128-attn": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {"head": "attention"}),
