@@ -116,8 +116,8 @@ def seed_means(rows: list[dict]) -> str:
         for kind in ("image", "blind"):
             for key in ("val", "test", "shuffled"):
                 values = [r[kind][key] for r in rows if r["candidate"] == name and r[kind] and r[kind].get(key)]
-                cells.append(f"{mean_std(values)[0]:.3f} ± {mean_std(values)[1]:.3f} ({len(values)})" if values
-                             else "–")
+                cells.append("–" if not values else f"{values[0]:.3f} (1)" if len(values) == 1
+                             else f"{mean_std(values)[0]:.3f} ± {mean_std(values)[1]:.3f} ({len(values)})")
         body.append(cells[:4] + cells[4:6])  # a blind run has no shuffled test
     return markdown_table(["candidate", "val (seeds)", "test", "image shuffled", "val blind", "test blind"], body)
 
