@@ -93,6 +93,8 @@ def table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         image, blind = r["image"] or {}, r["blind"] or {}
+        if not image and not blind:
+            continue  # neither run of this seed exists (report-only call)
         gap = {k: image[k] - blind[k] if image and blind else None for k in ("val", "test")}
         seconds = (image.get("seconds") or 0) + (blind.get("seconds") or 0)
         body.append([_text(v) for v in [r["candidate"], r["seed"], image.get("val"), blind.get("val"), gap["val"],
@@ -101,7 +103,7 @@ def table(rows: list[dict]) -> str:
                                         f"{seconds / 60:.1f}"]])
     base = next((r[k]["baselines"] for r in rows for k in ("image", "blind") if r[k]), {})
     lookups = ", ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in base.items())
-    return (markdown_table(headers, body) + "\nMean ± std over seeds:\n\n" + seed_means(rows) + "\n"
+    return (markdown_table(headers, body) + "\n\nMean ± std over seeds:\n\n" + seed_means(rows) + "\n"
             + f"\nNon-learned and text baselines on the same test items: {lookups}\n")
 
 
