@@ -58,3 +58,18 @@ def test_augmentation_is_mild_seeded_and_in_range():
     assert 0 < (a - image).abs().mean() < 0.15  # changed, but the image is still the image
     torch.manual_seed(2)
     assert not torch.equal(augment_image(image), a)
+
+
+def test_the_pretrained_text_encoder_trains_in_train_mode_without_dropout():
+    """MiniLM comes out of from_pretrained in eval mode; the `real` preset trains it in train mode with dropout 0,
+    so its outputs do not depend on the module's mode (the measured recipe), and nothing is left in eval mode."""
+    cfg = load_config("real", [])
+    backbone, tokenizer = build_model(cfg.model)
+    text = backbone.text.model
+    assert all(module.training for module in text.modules())
+    assert all(module.p == 0.0 for module in text.modules() if isinstance(module, torch.nn.Dropout))
+    enc = tokenizer(["is there a fracture?"], return_tensors="pt")
+    with torch.no_grad():
+        trained = backbone.text(enc["input_ids"], enc["attention_mask"])
+        evaluated = backbone.eval().text(enc["input_ids"], enc["attention_mask"])
+    torch.testing.assert_close(trained, evaluated)

@@ -38,7 +38,21 @@ def build_text_model(cfg: EncoderConfig, vocab_size: int, max_length: int) -> nn
         )
         return BertModel(config, add_pooling_layer=False)
     with quiet_loading():  # its only report: the unused sentence pooler, dropped on purpose
-        return AutoModel.from_pretrained(_source(cfg.init), add_pooling_layer=False)  # never trust_remote_code
+        model = AutoModel.from_pretrained(_source(cfg.init), add_pooling_layer=False)  # never trust_remote_code
+    return without_dropout(model)
+
+
+def without_dropout(model: nn.Module) -> nn.Module:
+    """``model`` in train mode with every dropout at 0: how a pre-trained text encoder is trained here.
+
+    ``from_pretrained`` returns a model in eval mode, which a container's ``train()`` would silently switch to
+    its checkpoint's dropout (0.1 for BERT); the recipe measured on real data (BENCHMARKS.md) trained MiniLM
+    without dropout, so that is stated here rather than left to the module's mode. Scratch encoders keep theirs.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model.train()
 
 
 @contextmanager
