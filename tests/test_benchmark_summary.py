@@ -273,3 +273,30 @@ def test_the_progress_line_reads_a_blind_run_without_perturbed_cells():
               "blind": {"": {"clean": 0.4, "held_out": None, "perturbed": None, "best_epoch": 2, "epochs_run": 4}}}
     line = headline_line(result)
     assert "vqa standard: clean 0.500" in line and "blind standard: clean 0.400 held-out – perturbed –" in line
+
+
+def test_recipe_search_table_reports_the_runs_that_exist():
+    """benchmarks/recipe_real.py: a seed with no run is no row; one seed shows its value, several their mean ± std."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_real.py"
+    spec = importlib.util.spec_from_file_location("recipe_real", path)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+
+    def run(test: float) -> dict:
+        return {"val": test + 0.1, "test": test, "open": 0.5, "closed": 0.7, "epoch": 3, "seconds": 60.0,
+                "shuffled": test - 0.1, "removed": test - 0.1, "baselines": {"majority": 0.3}}
+
+    rows = [{"candidate": "a", "seed": 0, "image": run(0.6), "blind": run(0.5)},
+            {"candidate": "a", "seed": 1, "image": run(0.7), "blind": None},
+            {"candidate": "b", "seed": 0, "image": run(0.4), "blind": None},
+            {"candidate": "b", "seed": 1, "image": None, "blind": None}]
+    text = recipe.table(rows)
+    lines = [line for line in text.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
+    assert len(lines) == 3 + 2  # three seed rows with a run, then one mean row per candidate
+    assert "| a | 0 | 0.700 | 0.600 | 0.100 | 0.600 | 0.500 | 0.100 |" in text
+    assert "0.650 ± 0.071 (2)" in text  # a's test over its two seeds (sample std)
+    assert "| b | 0.500 (1) | 0.400 (1) |" in text
+    assert "majority 0.300" in text
