@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from robust_mmr.cli.main import build_parser
 from robust_mmr.config import load_config
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.predict import Cell, Predictor, resolve_device
@@ -204,7 +205,7 @@ def test_run_predictor_moves_the_model_and_every_batch(runs, tiny_vqa, synth_dir
     _, _, _, _, records = tiny_vqa
     rows = [{"image": r.image, "question": r.question, "text": r.question} for r in records[:6]]
     for run in runs:
-        expected = RunPredictor.load(run, device="cpu").predict(rows, root=synth_dir)
+        expected = RunPredictor.load(run, device="cpu", precision="32-true").predict(rows, root=synth_dir)
         with pretend_cuda() as seen:
             predictor = RunPredictor.load(run, device="cuda", precision="auto")
             got = predictor.predict(rows, root=synth_dir)
@@ -244,3 +245,15 @@ def test_retrieval_probe_features_are_computed_on_the_device_and_cached_on_the_c
         assert g["images"] == e["images"]
         for key in ("image_feature", "text_feature"):
             assert g[key].device.type == "cpu" and torch.equal(g[key], e[key])
+
+
+def test_predict_runs_at_the_hardware_rule_unless_told(runs, monkeypatch):
+    """``predict``'s default precision is ``auto``, as ``evaluate``'s: bf16 only where the CPU has it natively."""
+    from robust_mmr import hardware
+
+    for native, expected in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(hardware, "native_cpu_bf16", lambda native=native: native)
+        assert RunPredictor.load(runs[0], device="cpu").precision == expected
+        assert RunPredictor.load(runs[0], device="cpu", precision="32-true").precision == "32-true"
+    args = build_parser().parse_args(["predict", "r", "--input", "q.csv", "--out", "o"])
+    assert args.precision == "auto"

@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--device", default="auto", help="where the model runs: auto (a CUDA GPU when one is present, "
                                                     "else the CPU), cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("32-true", "bf16-mixed", "auto"), default="32-true",
-                   help="inference precision (auto: bf16 on a bf16 GPU or where the CPU has native bf16)")
+    p.add_argument("--precision", choices=("auto", "32-true", "bf16-mixed"), default="auto",
+                   help="inference precision (auto: bf16 on a bf16 GPU or where the CPU has native bf16, else fp32)")
     p.add_argument("--out", type=Path, help="write the predictions as JSON Lines")
     p.set_defaults(func=_predict)
 

@@ -11,8 +11,8 @@ each row's image (the rows' own ``text`` values unless a gallery is given).
     predictor.predict([{"image": "scan.dcm", "question": "Is there a pleural effusion?"}])
     # [{"row": 0, "image": "scan.dcm", "question": "...", "answer": "no", "top": [{"answer": "no", "p": 0.91}, ...]}]
 
-The model runs on ``device`` (``auto``: a CUDA GPU when one is present, else the CPU) at ``precision`` (fp32 unless
-asked: ``auto`` applies the rule of :mod:`robust_mmr.hardware` for that device); images are read on the CPU,
+The model runs on ``device`` (``auto``: a CUDA GPU when one is present, else the CPU) at ``precision`` (``auto`` by
+default: the rule of :mod:`robust_mmr.hardware` for that device, as for ``evaluate``); images are read on the CPU,
 every batch is moved to the device and the scores come back to the CPU.
 """
 
@@ -105,9 +105,9 @@ class RunPredictor:
         self.model = self.model.eval().to(self.device)
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = AUTO_DEVICE, precision: str = FP32) -> RunPredictor:
+    def load(cls, run_dir: str | Path, device: str = AUTO_DEVICE, precision: str = "auto") -> RunPredictor:
         """Load a fine-tuning run (or its export) for prediction on ``device``; the weights never go through pickle.
-        ``precision``: ``32-true`` (the default), ``bf16-mixed``, or ``auto`` (the hardware rule for ``device``)."""
+        ``precision``: ``auto`` (the default: the hardware rule for ``device``), ``32-true`` or ``bf16-mixed``."""
         if is_retrieval_run(run_dir):
             model, tokenizer, run_cfg, task = load_retrieval(run_dir)
             labels = None
