@@ -1,11 +1,15 @@
-"""DDP on 2 CPU processes (gloo) against 1 process at equal global batch (RELIABILITY.md, case 6)."""
+"""DDP on 2 CPU processes (gloo): against 1 process at equal global batch (RELIABILITY.md, case 6), and a killed
+2-process run resumed to the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -84,3 +88,38 @@ def test_ddp_two_processes_match_one_process(pairs_dir, tmp_path):
     gap = _norm({k: w_ddp[k] - w_one[k] for k in w_one})
     assert abs(step_ddp - step_one) / step_one < 0.1  # measured 1.3 %
     assert gap / step_one < 0.7, gap / step_one  # measured 0.42
+
+
+def _ddp(data: Path, out: Path, steps: int) -> list[str]:
+    """A 2-process robust-mmr run (its InfoNCE gathers across ranks), a checkpoint every 2 steps."""
+    args = _args(data, out, f"train.batch_size={PER_RANK}", "train.strategy=ddp", "train.devices=2",
+                 "train.accelerator=cpu", f"train.max_steps={steps}")
+    args[args.index("--method") + 1] = "robust-mmr"
+    return [sys.executable, "-m", "robust_mmr.cli.main", *args]
+
+
+def test_a_killed_ddp_run_resumes_to_the_uninterrupted_weights(pairs_dir, tmp_path):
+    """Both processes SIGKILLed after a checkpoint; relaunched, the run ends bit-identical to one never stopped."""
+    steps, env = 6, {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = subprocess.run(_ddp(pairs_dir, tmp_path / "straight", steps), capture_output=True, text=True,
+                              timeout=300, env=env)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_ddp(pairs_dir, killed, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)  # its own process group: rank 1 dies with rank 0
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert not (killed / "summary.json").exists()  # it died before finishing
+    saved = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert 2 <= saved < steps
+
+    resumed = subprocess.run(_ddp(pairs_dir, killed, steps), capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((killed / "summary.json").read_text())["steps"] == steps
+    a, b = load_file(tmp_path / "straight" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "the resumed DDP run's weights differ from the uninterrupted run"
