@@ -202,3 +202,29 @@ def test_a_pretraining_batch_pins_every_tensor_it_holds(monkeypatch):
     out = batch.pin_memory()
     assert len(pinned) == 11 and all(any(p is x for p in pinned) for x in t)
     assert isinstance(out.view, PerturbedText) and out.skipped == [{"id": "x"}] and out.pixels is not t[0]
+
+
+def test_finetuning_workers_persist_so_their_image_cache_outlives_an_epoch(synth_dir, tmp_path, monkeypatch):
+    """task_loader keeps its worker between epochs: over two epochs each image is decoded once, not once an epoch;
+    memory is pinned only for a GPU run."""
+    from robust_mmr.tasks.config import FinetuneConfig
+    from robust_mmr.tasks.data import task_loader
+
+    log = tmp_path / "decoded.txt"  # the worker is another process: it reports its decodes through a file
+    original = task_data.load_image
+
+    def counted(path):
+        with log.open("a") as fh:
+            fh.write(Path(path).name + "\n")
+        return original(path)
+
+    monkeypatch.setattr(task_data, "load_image", counted)
+    records = load_task_records(synth_dir, "vqa")[:16]
+    data = TaskDataset(synth_dir, records, 64, 1)
+    loader = task_loader(data, FinetuneConfig(batch_size=4, num_workers=1), lambda items: items, shuffle=True)
+    assert loader.persistent_workers and not loader.pin_memory
+    for _ in range(2):
+        assert sum(len(batch) for batch in loader) == len(records)
+    decoded = log.read_text().split()
+    assert sorted(decoded) == sorted({Path(r.image).name for r in records})  # once each, over both epochs
+    assert task_loader(data, FinetuneConfig(accelerator="gpu"), lambda items: items, shuffle=False).pin_memory

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from robust_mmr.data.images import (
     ImageReadError,
@@ -25,7 +25,8 @@ from robust_mmr.data.images import (
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
 from robust_mmr.errors import InputError
-from robust_mmr.tasks.config import VAL_CARVES
+from robust_mmr.hardware import uses_cuda
+from robust_mmr.tasks.config import VAL_CARVES, FinetuneConfig
 from robust_mmr.tasks.labels import LabelVocab
 
 TASK_MANIFESTS = {"vqa": "vqa.jsonl", "classify": "classification.jsonl"}
@@ -206,6 +207,14 @@ class TaskDataset(Dataset):
         record = self.records[index]
         image = self.image(record.image)
         return record, augment_image(image) if self.augment and image.numel() else image
+
+
+def task_loader(dataset: Dataset, cfg: FinetuneConfig, collate, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    """A fine-tuning DataLoader: seeded order, pinned memory when training on a GPU, and workers (if any) kept
+    across epochs, so each keeps its image cache (:class:`TaskDataset`) instead of decoding again every epoch."""
+    return DataLoader(dataset, batch_size=cfg.batch_size, shuffle=shuffle, drop_last=drop_last, collate_fn=collate,
+                      num_workers=cfg.num_workers, persistent_workers=cfg.num_workers > 0,
+                      pin_memory=uses_cuda(cfg.accelerator), generator=torch.Generator().manual_seed(cfg.seed))
 
 
 def augment_image(image: torch.Tensor, scale: float = 0.1, degrees: float = 10.0,

@@ -33,6 +33,7 @@ from robust_mmr.tasks.data import (
     record_target,
     screen_training,
     split_records,
+    task_loader,
 )
 from robust_mmr.tasks.labels import NORMALISATION, LabelVocab
 from robust_mmr.tasks.model import PairClassifier
@@ -76,11 +77,8 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     collate = TaskCollator(tokenizer, run_cfg.model.max_text_length, vocab)
 
     def loader(split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(TaskDataset(data_dir, parts[split], size, channels, read_images=not cfg.blind,
-                                      augment=cfg.augment and split == "train" and shuffle),
-                          batch_size=cfg.batch_size,
-                          shuffle=shuffle, collate_fn=collate, num_workers=cfg.num_workers,
-                          generator=torch.Generator().manual_seed(cfg.seed))
+        return task_loader(TaskDataset(data_dir, parts[split], size, channels, read_images=not cfg.blind,
+                                       augment=cfg.augment and split == "train" and shuffle), cfg, collate, shuffle)
 
     seconds = 0.0
     if cfg.freeze_backbone or cfg.lp_ft:

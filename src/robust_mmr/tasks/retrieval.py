@@ -22,7 +22,7 @@ from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
 from robust_mmr.hardware import FP32, autocast, describe, precision_record
 from robust_mmr.tasks.config import FinetuneConfig
-from robust_mmr.tasks.data import Holdout, TaskDataset, screen_training, split_records
+from robust_mmr.tasks.data import Holdout, TaskDataset, screen_training, split_records, task_loader
 from robust_mmr.tasks.finetune import build_backbone, read_task_run, save_task_run
 from robust_mmr.tasks.module import fit_keeping_best, selection_summary
 from robust_mmr.tasks.probe import cached_loaders, feature_placement, freeze
@@ -80,10 +80,8 @@ def run_retrieval_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, ini
     collate = PairCollator(tokenizer, run_cfg.model.max_text_length)
 
     def loader(split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(TaskDataset(data_dir, parts[split], size, channels), batch_size=cfg.batch_size,
-                          shuffle=shuffle, drop_last=shuffle and len(parts[split]) > cfg.batch_size,
-                          collate_fn=collate, num_workers=cfg.num_workers,
-                          generator=torch.Generator().manual_seed(cfg.seed))
+        return task_loader(TaskDataset(data_dir, parts[split], size, channels), cfg, collate, shuffle,
+                           drop_last=shuffle and len(parts[split]) > cfg.batch_size)
 
     if cfg.freeze_backbone:
         freeze(backbone)
