@@ -15,10 +15,17 @@ from PIL import Image, ImageFile
 import robust_mmr.data.images as images_module
 import robust_mmr.tasks.data as task_data
 from robust_mmr.config import load_config
-from robust_mmr.data.images import check_image, image_to_tensor, image_to_uint8, pixels_to_float, read_image
+from robust_mmr.data.images import (
+    check_image,
+    image_to_tensor,
+    image_to_uint8,
+    pixels_to_float,
+    read_image,
+    stack_pixels,
+)
 from robust_mmr.model.text import build_tokenizer
 from robust_mmr.tasks.data import DEFAULT_CACHE_IMAGES, TaskDataset, load_task_records
-from robust_mmr.training.data import ImageTextDataset, PretrainCollator, stack_pixels
+from robust_mmr.training.data import ImageTextDataset, PretrainCollator
 from robust_mmr.training.sampler import EpochSampler, ResumableLoader
 
 
@@ -152,14 +159,14 @@ def test_task_cache_is_bounded_least_recently_used_and_uint8(synth_dir, monkeypa
     data = TaskDataset(synth_dir, by_image, 64, 1, cache_images=3)
     for i in (0, 1, 2, 0, 3):  # image 1 is the least recently used when image 3 arrives
         record, pixels = data[i]
-        assert pixels.dtype == torch.float32 and pixels.shape == (1, 64, 64) and 0 <= pixels.min() <= pixels.max() <= 1
+        assert pixels.dtype == torch.uint8 and pixels.shape == (1, 64, 64)
     assert len(decoded) == 4 and len(data._cache) == 3
     assert list(data._cache) == [images[2], images[0], images[3]]
     assert all(t.dtype == torch.uint8 for t in data._cache.values())
     data[1]  # evicted: decoded again
     assert len(decoded) == 5 and len(data._cache) == 3
     expected = image_to_tensor(original(synth_dir / images[3]), 64, 1)
-    assert torch.equal(data[3][1], expected)  # 64 px stored at 64 px: the cache is exact
+    assert torch.equal(pixels_to_float(data[3][1]), expected)  # 64 px stored at 64 px: the cache is exact
     assert DEFAULT_CACHE_IMAGES >= 315  # VQA-RAD's images all fit
     off = TaskDataset(synth_dir, by_image, 64, 1, cache_images=0)
     off[0], off[0]
@@ -228,3 +235,26 @@ def test_finetuning_workers_persist_so_their_image_cache_outlives_an_epoch(synth
     decoded = log.read_text().split()
     assert sorted(decoded) == sorted({Path(r.image).name for r in records})  # once each, over both epochs
     assert task_loader(data, FinetuneConfig(accelerator="gpu"), lambda items: items, shuffle=False).pin_memory
+
+
+def test_finetuning_batches_carry_uint8_that_the_model_reads_as_float(synth_dir):
+    """A VQA batch crosses the worker boundary as uint8 (4x smaller); the model's image encoder turns it into the
+    same float pixels the dataset used to send, so the image tokens are bit-identical."""
+    from robust_mmr.model import build_model
+    from robust_mmr.tasks.data import TaskCollator, record_target
+    from robust_mmr.tasks.labels import LabelVocab
+
+    records = load_task_records(synth_dir, "vqa")[:4]
+    cfg = load_config("tiny", ["model.image_size=64", "model.vision.layers=1", "model.text.layers=1",
+                               "model.fusion.layers=1"])
+    backbone, tokenizer = build_model(cfg.model)
+    collate = TaskCollator(tokenizer, 16, LabelVocab.build(record_target(r) for r in records))
+    data = TaskDataset(synth_dir, records, 64, 1)
+    batch = collate([data[i] for i in range(len(records))])
+    assert batch["pixels"].dtype == torch.uint8 and batch["pixels"].shape == (4, 1, 64, 64)
+    with torch.no_grad():
+        from_uint8, _ = backbone.eval().encode_image(batch["pixels"])
+        from_float, _ = backbone.encode_image(pixels_to_float(batch["pixels"]))
+    assert torch.equal(from_uint8, from_float)
+    augmented = TaskDataset(synth_dir, records, 64, 1, augment=True)[0][1]
+    assert augmented.dtype == torch.float32 and 0 <= augmented.min() <= augmented.max() <= 1

@@ -240,3 +240,10 @@ def image_to_uint8(image: np.ndarray, size: int, channels: int) -> torch.Tensor:
 def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
     """Pixels of any shape from :func:`image_to_uint8` → float in [0, 1] (uint8 / 255; float passes through)."""
     return pixels.float().div_(255.0) if pixels.dtype == torch.uint8 else pixels
+
+
+def stack_pixels(pixels: list[torch.Tensor]) -> torch.Tensor:
+    """(C, H, W) images → (B, C, H, W): uint8 when every image is uint8, else float in [0, 1]."""
+    if all(p.dtype == torch.uint8 for p in pixels):
+        return torch.stack(pixels)
+    return torch.stack([pixels_to_float(p) for p in pixels])

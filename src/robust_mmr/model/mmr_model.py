@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robust_mmr.config import ModelConfig
+from robust_mmr.data.images import pixels_to_float
 from robust_mmr.model.fusion import Fusion
 from robust_mmr.model.heads import InvarianceProjections, MIMDecoder, MLMHead, PairPooler
 from robust_mmr.model.text import TextEncoder, build_text_model, build_tokenizer
@@ -66,7 +67,7 @@ class MMRModel(nn.Module):
     def forward(self, pixels: Tensor, input_ids: Tensor, attention_mask: Tensor, keep: Tensor | None = None,
                 keep_valid: Tensor | None = None, drop_image: Tensor | None = None,
                 drop_text: Tensor | None = None) -> FusedOutput:
-        """pixels (B, C, H, W) in [0, 1]; input_ids, attention_mask (B, L); keep/keep_valid (B, K) visible
+        """pixels (B, C, H, W) float in [0, 1] or uint8 (0–255, converted on the model's device); input_ids, attention_mask (B, L); keep/keep_valid (B, K) visible
         patches (None: all); drop_image/drop_text (B,) bool replace that modality by its missing token."""
         image, image_valid = self.encode_image(pixels, keep, keep_valid)
         text, text_valid = self.encode_text(input_ids, attention_mask)
@@ -74,8 +75,9 @@ class MMRModel(nn.Module):
 
     def encode_image(self, pixels: Tensor, keep: Tensor | None = None,
                      keep_valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Unimodal image tokens in the fusion width: (B, 1 + K, D) and their validity (B, 1 + K)."""
-        image, image_valid = self.vision(pixels, keep, keep_valid)
+        """pixels (B, C, H, W) float in [0, 1] or uint8 → unimodal image tokens in the fusion width (B, 1 + K, D)
+        and their validity (B, 1 + K). uint8 pixels (fine-tuning batches) become float here, on the device."""
+        image, image_valid = self.vision(pixels_to_float(pixels), keep, keep_valid)
         return self.image_proj(image) + self.image_type, image_valid
 
     def encode_text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:

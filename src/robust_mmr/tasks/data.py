@@ -21,6 +21,7 @@ from robust_mmr.data.images import (
     load_image,
     pixels_to_float,
     resolve_image_path,
+    stack_pixels,
 )
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ClassificationRecord, VQARecord
@@ -165,8 +166,10 @@ def screen_training(root: Path, parts: dict[str, list], policy: str) -> tuple[li
 
 
 class TaskDataset(Dataset):
-    """(record, image) items, the image float (C, H, W) in [0, 1]. With ``read_images=False`` (a blind run)
-    no image is opened: each item carries an empty (0,) tensor.
+    """(record, image) items, the image (C, H, W) at the model size: uint8 for an 8-bit image (4× smaller across a
+    worker boundary; the model makes it float on its device), float in [0, 1] for a 16-bit or DICOM one and for an
+    augmented one. With ``read_images=False`` (a blind run) no image is opened: each item carries an empty (0,)
+    tensor.
 
     Many questions share an image, so the last ``cache_images`` images used are kept, resized to the model
     size and as uint8 (an 8-bit image; a 16-bit one or DICOM stays float): ``C * image_size**2`` bytes
@@ -185,10 +188,10 @@ class TaskDataset(Dataset):
         return len(self.records)
 
     def image(self, relative: str) -> torch.Tensor:
-        """The image at ``relative``: float (C, H, W) in [0, 1]; (0,) in a blind run."""
+        """The image at ``relative``: uint8 or float (C, H, W) (see the class); (0,) in a blind run."""
         if not self.read_images:
             return torch.zeros(0)
-        return pixels_to_float(self._cached(relative))
+        return self._cached(relative)
 
     def _cached(self, relative: str) -> torch.Tensor:
         """The model-size image (uint8 or float (C, H, W)), decoded on a cache miss; least recent evicted."""
@@ -206,7 +209,7 @@ class TaskDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[TaskRecord, torch.Tensor]:
         record = self.records[index]
         image = self.image(record.image)
-        return record, augment_image(image) if self.augment and image.numel() else image
+        return record, augment_image(pixels_to_float(image)) if self.augment and image.numel() else image
 
 
 def task_loader(dataset: Dataset, cfg: FinetuneConfig, collate, shuffle: bool, drop_last: bool = False) -> DataLoader:
@@ -250,7 +253,7 @@ class TaskCollator:
         enc = self.tokenizer([record_text(r) for r in records], padding="longest", truncation=True,
                              max_length=self.max_length, return_tensors="pt")
         return {
-            "pixels": torch.stack(images),
+            "pixels": stack_pixels(images),
             "input_ids": enc["input_ids"],
             "attention_mask": enc["attention_mask"],
             "labels": torch.tensor([self.vocab.index(record_target(r)) for r in records]),

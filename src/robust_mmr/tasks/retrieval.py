@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from robust_mmr.config import RunConfig
+from robust_mmr.data.images import stack_pixels
 from robust_mmr.data.manifest import read_manifest
 from robust_mmr.data.schema import ImageTextRecord
 from robust_mmr.errors import InputError
@@ -56,7 +57,7 @@ class PairCollator:
         records, images = zip(*items)
         enc = self.tokenizer([r.text for r in records], padding="longest", truncation=True,
                              max_length=self.max_length, return_tensors="pt")
-        return {"pixels": torch.stack(images), "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+        return {"pixels": stack_pixels(images), "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
                 "images": [r.image for r in records]}
 
 

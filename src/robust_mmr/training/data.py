@@ -30,6 +30,7 @@ from robust_mmr.data.images import (
     pixels_to_float,
     read_image,
     resolve_image_path,
+    stack_pixels,
 )
 from robust_mmr.errors import InputError
 from robust_mmr.objectives.batch import PerturbedText, PretrainBatch
@@ -143,13 +144,6 @@ class PretrainCollator:
         return PerturbedText(input_ids=ids, attention_mask=attention, maskable=maskable, targets=targets,
                              perturb_text=torch.tensor([v.perturb_text for v in views]),
                              perturb_image=torch.tensor([v.perturb_image for v in views]))
-
-
-def stack_pixels(pixels: list[torch.Tensor]) -> torch.Tensor:
-    """(C, H, W) images → (B, C, H, W): uint8 when every image is uint8, else float in [0, 1]."""
-    if all(p.dtype == torch.uint8 for p in pixels):
-        return torch.stack(pixels)
-    return torch.stack([pixels_to_float(p) for p in pixels])
 
 
 def _domain_id(value) -> int:
