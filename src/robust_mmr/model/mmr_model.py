@@ -67,8 +67,9 @@ class MMRModel(nn.Module):
     def forward(self, pixels: Tensor, input_ids: Tensor, attention_mask: Tensor, keep: Tensor | None = None,
                 keep_valid: Tensor | None = None, drop_image: Tensor | None = None,
                 drop_text: Tensor | None = None) -> FusedOutput:
-        """pixels (B, C, H, W) float in [0, 1] or uint8 (0–255, converted on the model's device); input_ids, attention_mask (B, L); keep/keep_valid (B, K) visible
-        patches (None: all); drop_image/drop_text (B,) bool replace that modality by its missing token."""
+        """pixels (B, C, H, W) float in [0, 1] or uint8 (0–255, converted on the model's device); input_ids,
+        attention_mask (B, L); keep/keep_valid (B, K) visible patches (None: all); drop_image/drop_text (B,) bool
+        replace that modality by its missing token."""
         image, image_valid = self.encode_image(pixels, keep, keep_valid)
         text, text_valid = self.encode_text(input_ids, attention_mask)
         return self.fuse(image, image_valid, text, text_valid, drop_image, drop_text)
