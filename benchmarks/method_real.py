@@ -55,7 +55,8 @@ from robust_mmr.data.manifest import read_manifest, write_manifest
 from robust_mmr.data.schema import Record
 from robust_mmr.data.splits import image_disjoint_split, sha256
 from robust_mmr.errors import InputError
-from robust_mmr.evaluation.report_methods import Section, format_values, write_summary
+from robust_mmr.evaluation.report_methods import (Section, format_values, headline, merge_documents, summarise,
+                                                   write_document)
 from robust_mmr.experiments.arguments import (
     SEVERITIES,
     TEXT_PERTURBATIONS,
@@ -261,7 +262,13 @@ def run(args: argparse.Namespace, command: str) -> None:
     sections = tuple(Section(f"{heading}, {name}", protocol, holdouts) for heading, holdouts in
                      (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items()
                      if protocol != "blind")
-    path = write_summary(results, args.out, list(variants), title, command, sections, publish=args.publish)
+    document = summarise(results, list(variants), command, sections)
+    if not document["sections"]:
+        raise InputError(f"every job failed; nothing to summarise (tracebacks above, runs under {args.out / 'runs'})")
+    standard = f"{splits['standard'][0]}, {PROTOCOL_NAMES['vqa']}"
+    line = (headline(document, standard, "VQA-RAD standard split", test_questions(data / "vqa_rad"))
+            if standard in document["sections"] else None)
+    path = write_document(document, args.out, title, args.publish, line)
     with path.open("a", encoding="utf-8") as fh:
         for protocol, name in PROTOCOL_NAMES.items():
             if "loo" in args.splits and any(protocol in r for r in results):
@@ -321,6 +328,45 @@ def baseline_values(results: list[dict], holdout: str, protocol: str) -> dict[st
     return out
 
 
+def test_questions(vqa_dir: Path) -> int:
+    """How many test questions the split in ``vqa_dir`` has (all are evaluated)."""
+    return sum(r.split == "test" for r in read_manifest(vqa_dir / "vqa.jsonl"))
+
+
+# ---------------------------------------------------------------- merge
+
+
+def merge(args: argparse.Namespace, command: str) -> None:
+    """One summary from published summaries over different seeds (:func:`merge_documents`), with the blind twins
+    of ``recipe_real.py`` results as the trained blind model of the section whose lookups they share."""
+    documents = [_read_json(path) for path in args.inputs]
+    blind = {}
+    for path in args.recipe_blind:
+        rows = [r for r in _read_json(path) if r["candidate"] == args.model and r.get("blind")]
+        if not rows:
+            raise InputError(f"{path} holds no blind run of the {args.model!r} candidate")
+        lookups = {name.replace("_", "-"): value for name, value in rows[0]["blind"]["baselines"].items()}
+        titles = [title for title, summary in documents[0]["sections"].items()
+                  if all(np.isclose(summary["baselines"].get(name, (np.nan,))[0], value)
+                         for name, value in lookups.items())]
+        if not titles:
+            raise InputError(f"{path}: its lookups match no section of {args.inputs[0]} (another split?)")
+        blind.update({title: [r["blind"]["test"] for r in sorted(rows, key=lambda r: r["seed"])] for title in titles})
+    document = merge_documents(documents, command, blind)
+    standard = next((t for t in document["sections"] if t.startswith("Standard split")), None)
+    line = headline(document, standard, "VQA-RAD standard split", args.questions) if standard else None
+    path = write_document(document, args.out, args.title, args.publish, line)
+    print(path.read_text(encoding="utf-8"))
+    log(f"summary: {path} (plot: {args.out / 'summary.png'})")
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"cannot read {path}: {err}") from err
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -344,12 +390,23 @@ def main(argv: list[str] | None = None) -> None:
                        default=["standard", "disjoint", "loo"],
                        help="VQA-RAD splits to fine-tune on: the standard split, the image-disjoint one, leave one "
                             "organ out (3 folds)")
+    join = stages.add_parser("merge", help="one summary from published summaries over different seeds")
+    join.add_argument("inputs", nargs="+", type=Path, help="summary JSONs (published STEM.json or summary.json)")
+    join.add_argument("--out", type=Path, required=True, help="folder for summary.{md,json,png}")
+    join.add_argument("--recipe-blind", nargs="*", type=Path, default=[],
+                      help="recipe_real.py JSONs whose blind twins are the trained blind model")
+    join.add_argument("--model", default="real", help="the recipe candidate whose blind twins to read")
+    join.add_argument("--questions", type=int, default=451, help="test questions of the standard split (headline)")
+    join.add_argument("--title", default="Real-data method benchmark, seeds merged", help="plot and page title")
+    join.add_argument("--publish", type=Path, default=None, help="also write STEM.png and STEM.json")
     args = parser.parse_args(argv)
     try:
         if args.stage == "prepare":
             if args.image_size < 16:
                 raise InputError(f"--image-size must be at least 16 (one ViT patch), got {args.image_size}")
             prepare(args)
+        elif args.stage == "merge":
+            merge(args, command_line("benchmarks/method_real.py", argv))
         else:
             run(args, command_line("benchmarks/method_real.py", argv))
     except InputError as err:

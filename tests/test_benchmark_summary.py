@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from robust_mmr.evaluation import report_methods
+from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import mean_std
 from robust_mmr.experiments import arguments
 from robust_mmr.experiments.job import Job, read_finished, vqa_headline
@@ -300,3 +301,42 @@ def test_recipe_search_table_reports_the_runs_that_exist():
     assert "0.650 ± 0.071 (2)" in text  # a's test over its two seeds (sample std)
     assert "| b | 0.500 (1) | 0.400 (1) |" in text
     assert "majority 0.300" in text
+
+
+def test_summaries_of_different_seeds_merge_into_one_with_the_blind_twin_as_the_bar(tmp_path):
+    """Published summaries over disjoint seeds join per variant in seed order, their statistics and gaps recomputed;
+    a blind model passed in becomes the trained blind bar; a seed given twice or other lookups are refused."""
+    def document(seeds, blind=None):
+        results = [_result(v, s, [0.5], clean=0.55 + 0.1 * (v == "robust-mmr") + 0.01 * s)
+                   for v in ("mmr", "robust-mmr") for s in seeds]
+        if blind is not None:
+            for r in results:
+                r["blind"] = {h: {**head, "clean": blind, "held_out": 0.3} for h, head in r["vqa"].items()}
+        doc = report_methods.summarise(results, ["mmr", "robust-mmr"], "cmd", (report_methods.Section("FT", "vqa"),))
+        return json.loads(json.dumps(doc))  # as read back from the published JSON
+
+    first, second = document([2], blind=0.4), document([0, 1])
+    assert first["sections"]["FT"]["seeds"] == {"mmr": [2], "robust-mmr": [2]}
+    del first["sections"]["FT"]["seeds"]  # a document from before seeds were recorded: read from its command
+    first["command"] = "python benchmarks/method_real.py run --seeds 2 --parallel 2"
+    merged = report_methods.merge_documents([first, second], "merge", blind={"FT": [0.60, 0.62, 0.64]})
+    ft = merged["sections"]["FT"]
+    assert ft["seeds"] == {"mmr": [0, 1, 2], "robust-mmr": [0, 1, 2]}
+    assert ft["variants"]["robust-mmr"]["clean"]["values"] == pytest.approx([0.65, 0.66, 0.67])
+    assert ft["variants"]["mmr"]["clean"]["std"] == pytest.approx(0.01)
+    assert ft["gaps"]["robust-mmr"]["mmr"]["clean"]["gap"] == pytest.approx(0.1)
+    base = ft["baselines"]
+    assert base["trained blind"][0] == pytest.approx(0.62) and base["best blind"][0] == pytest.approx(0.62)
+    assert base["trained blind (seeds 2)"][0] == pytest.approx(0.4)  # the first document's own blind model, kept
+    assert ft["measurable"] == {"mmr": False, "robust-mmr": True}  # mmr's 0.56 is under the blind twin's 0.62
+    line = report_methods.headline(merged, "FT", "VQA-RAD standard split", 451, ("question-only", "exact question"))
+    assert line == ("Headline, VQA-RAD standard split (451 questions, 3 seeds): robust-mmr 0.660 ± 0.010; "
+                    "mmr 0.560 ± 0.010; trained blind 0.620 ± 0.020; exact question 0.500")
+    path = report_methods.write_document(merged, tmp_path, "merged", headline_line=line)
+    assert line in path.read_text() and "| mmr | 3 |" in path.read_text()
+    with pytest.raises(InputError, match="seed 2 is in two documents"):
+        report_methods.merge_documents([first, document([2])], "merge")
+    other = document([3])
+    other["sections"]["FT"]["baselines"]["majority"] = [0.1, 0.2]
+    with pytest.raises(InputError, match="disagree on the majority baseline"):
+        report_methods.merge_documents([second, other], "merge")

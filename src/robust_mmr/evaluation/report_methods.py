@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import textwrap
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from robust_mmr.errors import InputError
 from robust_mmr.evaluation.metrics import mean_std
 
 CONTROLS = ("mmr", "mmr-aug")  # every other variant is compared with both
@@ -70,11 +72,19 @@ def aggregate(results: list[dict], order: list[str], protocol: str = "vqa",
     """Per variant and metric: mean, std, n and the per-seed values; gaps of every Robust-MMR variant
     to each control on the headline metrics. ``protocol``: ``vqa`` (full fine-tuning) or ``probe``."""
     values = collect(results, protocol, holdouts)
-    variants = [v for v in order if v in values]
-    summary: dict = {"variants": {}, "gaps": {}}
-    for v in variants:
-        summary["variants"][v] = {k: stat_of(x) for k, x in values[v].items()}
-    for v in variants:
+    seeds: dict[str, list[int]] = {}
+    for r in results:
+        if "error" not in r and r.get(protocol):
+            seeds.setdefault(r["job"]["variant"], []).append(r["job"]["seed"])
+    return statistics({v: values[v] for v in order if v in values}, {v: sorted(s) for v, s in seeds.items()})
+
+
+def statistics(values: dict[str, dict[str, list[float]]], seeds: dict[str, list[int]]) -> dict:
+    """The summary of per-seed ``values`` (variant -> metric -> values, in seed order): per variant and metric
+    mean, std, n and the values, the seeds, and every Robust-MMR variant's gaps to each control."""
+    summary: dict = {"variants": {v: {k: stat_of(x) for k, x in m.items()} for v, m in values.items()},
+                     "seeds": {v: seeds.get(v, []) for v in values}, "gaps": {}}
+    for v in values:
         if v in CONTROLS:
             continue
         for c in CONTROLS:
@@ -261,33 +271,135 @@ def plot(summaries: dict[str, dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str,
-                  sections: tuple[Section, ...] = (Section("Full fine-tuning", "vqa"),
-                                                   Section("Probe (frozen backbone)", "probe"),
-                                                   Section("LP-FT (the probe, then full fine-tuning)", "lpft")),
-                  publish: Path | None = None) -> Path:
-    """``summary.json``, ``summary.md`` and ``summary.png`` in ``out``, one table set per section that has results;
-    returns the Markdown path. ``publish`` (a path stem such as ``docs/benchmarks/real``): the plot and the JSON of
-    its tables' numbers (mean, std, per-seed values per variant and section, the baselines, the command) are also
-    written there as ``STEM.png`` and ``STEM.json``."""
+def summarise(results: list[dict], order: list[str], command: str, sections: tuple[Section, ...]) -> dict:
+    """The summary document of finished job results: per section that has results, the statistics
+    (:func:`aggregate`), the baselines and which variants are measurable; the command, the failed jobs and the
+    jobs' wall times."""
     summaries = {s.title: {**aggregate(results, order, s.protocol, s.holdouts),
                            "baselines": baselines_of(results, s.protocol, s.holdouts)} for s in sections}
     summaries = {title: summary for title, summary in summaries.items() if summary["variants"]}
     for summary in summaries.values():
         summary["measurable"] = {v: measurable(m, summary["baselines"]) for v, m in summary["variants"].items()}
-    if not summaries:
-        raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
     failures = [f"{r['job']['variant']} seed {r['job']['seed']}" for r in results if "error" in r]
-    document = {"command": command, "failed_jobs": failures, "sections": summaries,
-                "wall_seconds": {"jobs": [r.get("seconds") for r in results if "error" not in r]}}
+    return {"command": command, "failed_jobs": failures, "sections": summaries,
+            "wall_seconds": {"jobs": [r.get("seconds") for r in results if "error" not in r]}}
+
+
+def headline(document: dict, section: str, label: str, items: int,
+             lookup: tuple[str, str] = ("same-image-lookup", "same-image lookup")) -> str:
+    """One line with each variant's mean ± std clean accuracy in ``section`` (Robust-MMR variants first), the
+    trained blind model's and the ``lookup``'s (baseline key, display name), e.g. ``Headline, VQA-RAD standard
+    split (451 questions, 3 seeds): robust-mmr 0.640 ± 0.005; mmr …; mmr-aug …; trained blind …; same-image
+    lookup 0.592``. A variant with fewer seeds than the most says how many."""
+    summary = document["sections"][section]
+    n = max(m["clean"]["n"] for m in summary["variants"].values())
+    parts = [f"{v} {_cell(m['clean'])}" + ("" if m["clean"]["n"] == n else f" ({m['clean']['n']} seeds)")
+             for v, m in sorted(summary["variants"].items(), key=lambda item: item[0] in CONTROLS)]
+    if summary.get("blind"):
+        parts.append(f"{BLIND} {_cell(summary['blind'])}")
+    elif BLIND in summary["baselines"]:
+        parts.append(f"{BLIND} {summary['baselines'][BLIND][0]:.3f}")
+    if lookup[0] in summary["baselines"]:
+        parts.append(f"{lookup[1]} {summary['baselines'][lookup[0]][0]:.3f}")
+    return f"Headline, {label} ({items} questions, {n} seeds): " + "; ".join(parts)
+
+
+def seeds_of(document: dict) -> dict[str, list[int]]:
+    """Per section, per variant: the pre-training seeds of a summary document. Documents written before the
+    ``seeds`` entry existed give them by their command's ``--seeds`` less their failed jobs."""
+    stated = re.search(r"--seeds((?: \d+)+)", document["command"])
+    command_seeds = [int(s) for s in stated.group(1).split()] if stated else []
+    out = {}
+    for title, summary in document["sections"].items():
+        out[title] = summary.get("seeds") or {
+            v: sorted(s for s in command_seeds if f"{v} seed {s}" not in document["failed_jobs"])
+            for v in summary["variants"]}
+    return out
+
+
+def merge_documents(documents: list[dict], command: str,
+                    blind: dict[str, list[float]] | None = None) -> dict:
+    """One summary document from summary documents of the same benchmark over different seeds (e.g. seeds run in
+    different sessions): per section that every document has, each variant's per-seed values joined in seed order,
+    then statistics, gaps and measurability recomputed. The lookups and the text classifier depend on the split,
+    not on the pre-training, so documents must agree on them; each document's own trained blind model is kept as
+    ``trained blind (seeds …)``. ``blind``: section title -> per-seed accuracies of the trained blind model to use
+    as :data:`BLIND` (e.g. the fine-tuning recipe's blind twin over 3 seeds); the best blind score is the highest
+    of the blind models and the text classifier. Raises :class:`InputError` on a seed given twice or on
+    disagreeing lookups."""
+    if not documents:
+        raise InputError("no summary documents to merge")
+    seeds = [seeds_of(d) for d in documents]
+    titles = [t for t in documents[0]["sections"] if all(t in d["sections"] for d in documents)]
+    if not titles:
+        raise InputError("the documents share no section (merge summaries of the same benchmark and split)")
+    sections = {}
+    for title in titles:
+        values: dict[str, dict[int, dict[str, float]]] = {}
+        for document, doc_seeds in zip(documents, seeds):
+            for v, stats in document["sections"][title]["variants"].items():
+                for i, seed in enumerate(doc_seeds[title][v]):
+                    if seed in values.setdefault(v, {}):
+                        raise InputError(f"{title}: {v} seed {seed} is in two documents; merge disjoint seeds")
+                    values[v][seed] = {k: s["values"][i] for k, s in stats.items() if len(s["values"]) > i}
+        ordered = {v: sorted(per) for v, per in values.items()}
+        summary = statistics(
+            {v: {k: [values[v][s][k] for s in ordered[v] if k in values[v][s]]
+                 for k in dict.fromkeys(k for s in ordered[v] for k in values[v][s])} for v in values},
+            ordered)
+        summary["baselines"] = _merged_baselines([d["sections"][title] for d in documents],
+                                                 [s[title] for s in seeds], (blind or {}).get(title), title)
+        if (blind or {}).get(title):
+            summary["blind"] = stat_of(blind[title])
+        summary["measurable"] = {v: measurable(m, summary["baselines"]) for v, m in summary["variants"].items()}
+        sections[title] = summary
+    return {"command": command, "merged_from": [d["command"] for d in documents],
+            "failed_jobs": [f for d in documents for f in d["failed_jobs"]], "sections": sections,
+            "wall_seconds": {"jobs": [t for d in documents for t in d["wall_seconds"]["jobs"]]}}
+
+
+def _merged_baselines(summaries: list[dict], seeds: list[dict[str, list[int]]], blind: list[float] | None,
+                      title: str) -> dict[str, tuple[float, float]]:
+    """The lookups of the first summary (checked equal in the others), each summary's trained blind model under
+    its seeds, ``blind`` as the trained blind model, and the best blind score."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, value in summaries[0]["baselines"].items():
+        if name in (BLIND, BEST_BLIND):
+            continue
+        for other in summaries[1:]:
+            if not np.allclose(other["baselines"].get(name, (np.nan, np.nan)), value, equal_nan=True):
+                raise InputError(f"{title}: the documents disagree on the {name} baseline (a different split or "
+                                 "evaluation items?); merge summaries of the same benchmark only")
+        out[name] = tuple(value)
+    for summary, doc_seeds in zip(summaries, seeds):
+        if BLIND in summary["baselines"]:
+            runs = sorted({s for v in doc_seeds.values() for s in v})
+            out[f"{BLIND} (seeds {' '.join(map(str, runs))})"] = tuple(summary["baselines"][BLIND])
+    if blind:
+        out[BLIND] = (float(np.mean(blind)), math.nan)
+    blinds = [v for k, v in out.items() if k.startswith(BLIND) or k == "text-classifier"]
+    if blinds:
+        out[BEST_BLIND] = tuple(float(np.nanmax(column)) if not np.all(np.isnan(column)) else math.nan
+                                for column in np.array(blinds, dtype=float).T)
+    return out
+
+
+def write_document(document: dict, out: Path, title: str, publish: Path | None = None,
+                   headline_line: str | None = None) -> Path:
+    """``summary.json``, ``summary.md`` and ``summary.png`` of a summary document in ``out`` (the headline line
+    first in the Markdown where given); returns the Markdown path. ``publish`` (a path stem such as
+    ``docs/benchmarks/real``): the plot and the JSON are also written there as ``STEM.png`` and ``STEM.json``."""
+    out.mkdir(parents=True, exist_ok=True)
+    summaries = document["sections"]
     (out / "summary.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     plot(summaries, out / "summary.png", title)
-    text = f"# {title}\n\nCommand: `{command}`\n"
+    text = f"# {title}\n\nCommand: `{document['command']}`\n"
+    if headline_line:
+        text += f"\n{headline_line}\n"
     for name, summary in summaries.items():
-        if summary["variants"]:
-            text += f"\n## {name}\n\n" + markdown(summary, summary["baselines"])
-    if failures:
-        text += f"\nFailed jobs (see their tracebacks above): {', '.join(failures)}\n"
+        text += f"\n## {name}\n\n" + markdown(summary, summary["baselines"])
+    if document["failed_jobs"]:
+        text += f"\nFailed jobs (see their tracebacks above): {', '.join(document['failed_jobs'])}\n"
     path = out / "summary.md"
     path.write_text(text, encoding="utf-8")
     if publish is not None:
@@ -295,3 +407,15 @@ def write_summary(results: list[dict], out: Path, order: list[str], title: str, 
         shutil.copyfile(out / "summary.png", publish.with_suffix(".png"))
         shutil.copyfile(out / "summary.json", publish.with_suffix(".json"))
     return path
+
+
+def write_summary(results: list[dict], out: Path, order: list[str], title: str, command: str,
+                  sections: tuple[Section, ...] = (Section("Full fine-tuning", "vqa"),
+                                                   Section("Probe (frozen backbone)", "probe"),
+                                                   Section("LP-FT (the probe, then full fine-tuning)", "lpft")),
+                  publish: Path | None = None) -> Path:
+    """:func:`summarise` the results and :func:`write_document` it; returns the Markdown path."""
+    document = summarise(results, order, command, sections)
+    if not document["sections"]:
+        raise SystemExit(f"every job failed; nothing to summarise (tracebacks above, runs under {out / 'runs'})")
+    return write_document(document, out, title, publish)
