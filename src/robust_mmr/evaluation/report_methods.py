@@ -301,7 +301,7 @@ def headline(document: dict, section: str, label: str, items: int,
         parts.append(f"{BLIND} {summary['baselines'][BLIND][0]:.3f}")
     if lookup[0] in summary["baselines"]:
         parts.append(f"{lookup[1]} {summary['baselines'][lookup[0]][0]:.3f}")
-    return f"Headline, {label} ({items} questions, {n} seeds): " + "; ".join(parts)
+    return f"Headline, {label} ({items} questions, {n} seed{'s' * (n != 1)}): " + "; ".join(parts)
 
 
 def seeds_of(document: dict) -> dict[str, list[int]]:
