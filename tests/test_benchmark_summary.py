@@ -327,13 +327,19 @@ def test_summaries_of_different_seeds_merge_into_one_with_the_blind_twin_as_the_
     assert ft["gaps"]["robust-mmr"]["mmr"]["clean"]["gap"] == pytest.approx(0.1)
     base = ft["baselines"]
     assert base["trained blind"][0] == pytest.approx(0.62) and base["best blind"][0] == pytest.approx(0.62)
-    assert base["trained blind (seeds 2)"][0] == pytest.approx(0.4)  # the first document's own blind model, kept
+    assert base["trained blind of input 1"][0] == pytest.approx(0.4)  # the first document's own blind model, kept
     assert ft["measurable"] == {"mmr": False, "robust-mmr": True}  # mmr's 0.56 is under the blind twin's 0.62
     line = report_methods.headline(merged, "FT", "VQA-RAD standard split", 451, ("question-only", "exact question"))
     assert line == ("Headline, VQA-RAD standard split (451 questions, 3 seeds): robust-mmr 0.660 ± 0.010; "
                     "mmr 0.560 ± 0.010; trained blind 0.620 ± 0.020; exact question 0.500")
     path = report_methods.write_document(merged, tmp_path, "merged", headline_line=line)
     assert line in path.read_text() and "| mmr | 3 |" in path.read_text()
+    robust_only = document([0, 1])
+    for key in ("variants", "seeds"):
+        del robust_only["sections"]["FT"][key]["mmr"]
+    short = report_methods.merge_documents([first, robust_only], "merge")  # mmr has seed 2 only
+    assert report_methods.headline(short, "FT", "x", 9) == (
+        "Headline, x (9 questions, 3 seeds): robust-mmr 0.660 ± 0.010; mmr 0.570 (1 seed)")
     with pytest.raises(InputError, match="seed 2 is in two documents"):
         report_methods.merge_documents([first, document([2])], "merge")
     other = document([3])

@@ -293,7 +293,7 @@ def headline(document: dict, section: str, label: str, items: int,
     lookup 0.592``. A variant with fewer seeds than the most says how many."""
     summary = document["sections"][section]
     n = max(m["clean"]["n"] for m in summary["variants"].values())
-    parts = [f"{v} {_cell(m['clean'])}" + ("" if m["clean"]["n"] == n else f" ({m['clean']['n']} seeds)")
+    parts = [f"{v} {_cell(m['clean'])}" + ("" if m["clean"]["n"] == n else f" ({_seeds(m['clean']['n'])})")
              for v, m in sorted(summary["variants"].items(), key=lambda item: item[0] in CONTROLS)]
     if summary.get("blind"):
         parts.append(f"{BLIND} {_cell(summary['blind'])}")
@@ -301,7 +301,11 @@ def headline(document: dict, section: str, label: str, items: int,
         parts.append(f"{BLIND} {summary['baselines'][BLIND][0]:.3f}")
     if lookup[0] in summary["baselines"]:
         parts.append(f"{lookup[1]} {summary['baselines'][lookup[0]][0]:.3f}")
-    return f"Headline, {label} ({items} questions, {n} seed{'s' * (n != 1)}): " + "; ".join(parts)
+    return f"Headline, {label} ({items} questions, {_seeds(n)}): " + "; ".join(parts)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + "s" * (n != 1)
 
 
 def seeds_of(document: dict) -> dict[str, list[int]]:
@@ -323,7 +327,7 @@ def merge_documents(documents: list[dict], command: str,
     different sessions): per section that every document has, each variant's per-seed values joined in seed order,
     then statistics, gaps and measurability recomputed. The lookups and the text classifier depend on the split,
     not on the pre-training, so documents must agree on them; each document's own trained blind model is kept as
-    ``trained blind (seeds …)``. ``blind``: section title -> per-seed accuracies of the trained blind model to use
+    ``trained blind of input N``. ``blind``: section title -> per-seed accuracies of the trained blind model to use
     as :data:`BLIND` (e.g. the fine-tuning recipe's blind twin over 3 seeds); the best blind score is the highest
     of the blind models and the text classifier. Raises :class:`InputError` on a seed given twice or on
     disagreeing lookups."""
@@ -348,7 +352,7 @@ def merge_documents(documents: list[dict], command: str,
                  for k in dict.fromkeys(k for s in ordered[v] for k in values[v][s])} for v in values},
             ordered)
         summary["baselines"] = _merged_baselines([d["sections"][title] for d in documents],
-                                                 [s[title] for s in seeds], (blind or {}).get(title), title)
+                                                 (blind or {}).get(title), title)
         if (blind or {}).get(title):
             summary["blind"] = stat_of(blind[title])
         summary["measurable"] = {v: measurable(m, summary["baselines"]) for v, m in summary["variants"].items()}
@@ -358,10 +362,9 @@ def merge_documents(documents: list[dict], command: str,
             "wall_seconds": {"jobs": [t for d in documents for t in d["wall_seconds"]["jobs"]]}}
 
 
-def _merged_baselines(summaries: list[dict], seeds: list[dict[str, list[int]]], blind: list[float] | None,
-                      title: str) -> dict[str, tuple[float, float]]:
-    """The lookups of the first summary (checked equal in the others), each summary's trained blind model under
-    its seeds, ``blind`` as the trained blind model, and the best blind score."""
+def _merged_baselines(summaries: list[dict], blind: list[float] | None, title: str) -> dict[str, tuple[float, float]]:
+    """The lookups of the first summary (checked equal in the others), each summary's trained blind model (by its
+    input's position), ``blind`` as the trained blind model, and the best blind score."""
     out: dict[str, tuple[float, float]] = {}
     for name, value in summaries[0]["baselines"].items():
         if name in (BLIND, BEST_BLIND):
@@ -371,10 +374,9 @@ def _merged_baselines(summaries: list[dict], seeds: list[dict[str, list[int]]], 
                 raise InputError(f"{title}: the documents disagree on the {name} baseline (a different split or "
                                  "evaluation items?); merge summaries of the same benchmark only")
         out[name] = tuple(value)
-    for summary, doc_seeds in zip(summaries, seeds):
+    for i, summary in enumerate(summaries, 1):
         if BLIND in summary["baselines"]:
-            runs = sorted({s for v in doc_seeds.values() for s in v})
-            out[f"{BLIND} (seeds {' '.join(map(str, runs))})"] = tuple(summary["baselines"][BLIND])
+            out[f"{BLIND} of input {i}"] = tuple(summary["baselines"][BLIND])
     if blind:
         out[BLIND] = (float(np.mean(blind)), math.nan)
     blinds = [v for k, v in out.items() if k.startswith(BLIND) or k == "text-classifier"]
