@@ -2,7 +2,8 @@
 (:mod:`robust_mmr.experiments.job`), the gaps of Robust-MMR variants to the two controls in units of seed std,
 the baselines (the trained blind model, the lookups, the text classifier), and which variants can be read at all
 (:func:`measurable`: above the trained blind model).
-Written as ``summary.json``, ``summary.md`` and ``summary.png`` by :func:`write_summary`.
+Written as ``summary.json``, ``summary.md`` and ``summary.png`` by :func:`write_summary`; :func:`merge_documents`
+joins such summaries over different seeds (run in different sessions or on different machines) into one.
 """
 
 from __future__ import annotations
