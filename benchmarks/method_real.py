@@ -235,8 +235,8 @@ def run(args: argparse.Namespace, command: str) -> None:
                  f"python benchmarks/method_real.py prepare --out {args.out}")
     prepared = json.loads((data / "prepare.json").read_text(encoding="utf-8"))
     image_size = args.image_size or prepared["image_size"]
-    organs = sorted({str(r.meta[HOLDOUT_KEY]) for r in read_manifest(data / "vqa_rad" / "vqa.jsonl")
-                     if r.split == "test"})
+    test_records = [r for r in read_manifest(data / "vqa_rad" / "vqa.jsonl") if r.split == "test"]
+    organs = sorted({str(r.meta[HOLDOUT_KEY]) for r in test_records})
     variants = resolve_variants(args)
     overrides = [f"model.image_size={image_size}", f"model.max_text_length={MAX_TEXT_LENGTH}", f"train.lr={args.lr}",
                  f"train.warmup_steps={max(1, args.steps // 20)}", *training_overrides(args)]
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     if not document["sections"]:
         raise InputError(f"every job failed; nothing to summarise (tracebacks above, runs under {args.out / 'runs'})")
     standard = f"{splits['standard'][0]}, {PROTOCOL_NAMES['vqa']}"
-    line = (headline(document, standard, "VQA-RAD standard split", test_questions(data / "vqa_rad"))
+    line = (headline(document, standard, "VQA-RAD standard split", len(test_records))
             if standard in document["sections"] else None)
     path = write_document(document, args.out, title, args.publish, line)
     with path.open("a", encoding="utf-8") as fh:
@@ -326,11 +326,6 @@ def baseline_values(results: list[dict], holdout: str, protocol: str) -> dict[st
             if head["baselines"]["held_out"]:
                 per.setdefault("held_out", []).append(head["baselines"]["held_out"][name])
     return out
-
-
-def test_questions(vqa_dir: Path) -> int:
-    """How many test questions the split in ``vqa_dir`` has (all are evaluated)."""
-    return sum(r.split == "test" for r in read_manifest(vqa_dir / "vqa.jsonl"))
 
 
 # ---------------------------------------------------------------- merge
