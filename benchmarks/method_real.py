@@ -55,8 +55,8 @@ from robust_mmr.data.manifest import read_manifest, write_manifest
 from robust_mmr.data.schema import Record
 from robust_mmr.data.splits import image_disjoint_split, sha256
 from robust_mmr.errors import InputError
-from robust_mmr.evaluation.report_methods import (Section, format_values, headline, merge_documents, summarise,
-                                                   write_document)
+from robust_mmr.evaluation.report_methods import (Section, agreed_value, format_values, headline, merge_documents,
+                                                   summarise, write_document)
 from robust_mmr.experiments.arguments import (
     SEVERITIES,
     TEXT_PERTURBATIONS,
@@ -266,8 +266,10 @@ def run(args: argparse.Namespace, command: str) -> None:
     if not document["sections"]:
         raise InputError(f"every job failed; nothing to summarise (tracebacks above, runs under {args.out / 'runs'})")
     standard = f"{splits['standard'][0]}, {PROTOCOL_NAMES['vqa']}"
-    line = (headline(document, standard, "VQA-RAD standard split", len(test_records))
-            if standard in document["sections"] else None)
+    line = None
+    if standard in document["sections"]:
+        document["standard_test_questions"] = len(test_records)  # for the headline of a later merge
+        line = headline(document, standard, "VQA-RAD standard split", len(test_records))
     path = write_document(document, args.out, title, args.publish, line)
     with path.open("a", encoding="utf-8") as fh:
         for protocol, name in PROTOCOL_NAMES.items():
@@ -349,7 +351,11 @@ def merge(args: argparse.Namespace, command: str) -> None:
         blind.update({title: [r["blind"]["test"] for r in sorted(rows, key=lambda r: r["seed"])] for title in titles})
     document = merge_documents(documents, command, blind)
     standard = next((t for t in document["sections"] if t.startswith("Standard split")), None)
-    line = headline(document, standard, "VQA-RAD standard split", args.questions) if standard else None
+    line = None
+    if standard:
+        document["standard_test_questions"] = agreed_value(documents, "standard_test_questions", args.questions,
+                                                                 "--questions")
+        line = headline(document, standard, "VQA-RAD standard split", document["standard_test_questions"])
     path = write_document(document, args.out, args.title, args.publish, line)
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
@@ -391,7 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     join.add_argument("--recipe-blind", nargs="*", type=Path, default=[],
                       help="recipe_real.py JSONs whose blind twins are the trained blind model")
     join.add_argument("--model", default="real", help="the recipe candidate whose blind twins to read")
-    join.add_argument("--questions", type=int, default=451, help="test questions of the standard split (headline)")
+    join.add_argument("--questions", type=int, default=None,
+                      help="test questions of the standard split, for the headline of inputs that do not record it")
     join.add_argument("--title", default="Real-data method benchmark, seeds merged", help="plot and page title")
     join.add_argument("--publish", type=Path, default=None, help="also write STEM.png and STEM.json")
     args = parser.parse_args(argv)

@@ -346,3 +346,16 @@ def test_summaries_of_different_seeds_merge_into_one_with_the_blind_twin_as_the_
     other["sections"]["FT"]["baselines"]["majority"] = [0.1, 0.2]
     with pytest.raises(InputError, match="disagree on the majority baseline"):
         report_methods.merge_documents([second, other], "merge")
+
+
+def test_a_count_for_the_merged_headline_comes_from_the_inputs_or_the_command_and_must_agree():
+    old, new, other = {}, {"standard_test_questions": 451}, {"standard_test_questions": 450}
+    assert report_methods.agreed_value([old, new], "standard_test_questions") == 451
+    assert report_methods.agreed_value([old], "standard_test_questions", 451) == 451
+    assert report_methods.agreed_value([new], "standard_test_questions", 451) == 451
+    with pytest.raises(InputError, match="recorded in no input"):
+        report_methods.agreed_value([old, old], "standard_test_questions")
+    with pytest.raises(InputError, match="disagree"):
+        report_methods.agreed_value([new, other], "standard_test_questions")
+    with pytest.raises(InputError, match="disagree"):
+        report_methods.agreed_value([new], "standard_test_questions", 300)

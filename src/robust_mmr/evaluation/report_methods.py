@@ -322,6 +322,17 @@ def seeds_of(document: dict) -> dict[str, list[int]]:
     return out
 
 
+def agreed_value(documents: list[dict], key: str, given=None, option: str = "the command line"):
+    """The one value of ``key`` that the summary documents record (documents without it are silent) and ``given``
+    (a value from the command line ``option``, None: not given) agree on; InputError where they differ or none
+    gives it."""
+    values = {d[key] for d in documents if key in d} | ({given} if given is not None else set())
+    if len(values) != 1:
+        raise InputError(f"{key}: the inputs and {option} disagree ({sorted(values)})" if values else
+                         f"{key} is recorded in no input (a summary written before it was): give it with {option}")
+    return values.pop()
+
+
 def merge_documents(documents: list[dict], command: str,
                     blind: dict[str, list[float]] | None = None) -> dict:
     """One summary document from summary documents of the same benchmark over different seeds (e.g. seeds run in
