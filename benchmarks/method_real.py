@@ -353,9 +353,9 @@ def merge(args: argparse.Namespace, command: str) -> None:
     standard = next((t for t in document["sections"] if t.startswith("Standard split")), None)
     line = None
     if standard:
-        document["standard_test_questions"] = agreed_value(documents, "standard_test_questions", args.questions,
-                                                                 "--questions")
-        line = headline(document, standard, "VQA-RAD standard split", document["standard_test_questions"])
+        questions = agreed_value(documents, "standard_test_questions", args.questions, "--questions")
+        document["standard_test_questions"] = questions
+        line = headline(document, standard, "VQA-RAD standard split", questions)
     path = write_document(document, args.out, args.title, args.publish, line)
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
