@@ -32,6 +32,9 @@ CANDIDATES: dict[str, tuple[str, tuple[str, ...], dict]] = {
     # to match); measured as "minilm64" (these overrides on demo) before it became the `real` preset
     "real": ("real", (), {}),
     "real-attn": ("real", (), {"head": "attention"}),
+    # `real` at 128 px: 64 patches of 16 px instead of 16 (the recipe search's first candidate: input >= 128 px)
+    "real128": ("real", ("model.image_size=128",), {}),
+    "real-deep": ("real", ("model.vision.layers=4", "model.fusion.layers=2"), {}),
     "demo128": ("demo", ("model.image_size=128",), {}),
     "conv128": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {}),
     "conv128-attn": ("demo", ("model.image_size=128", "model.patch_stem=conv"), {"head": "attention"}),
