@@ -146,3 +146,83 @@ def test_lp_ft_trains_the_head_on_frozen_features_first_then_everything(synth_di
     assert any(n.startswith("LP-FT stage 1, probe") for n in task["notes"])
     assert main(["finetune", "--data", str(synth_dir), "--init", str(pre), "--out", str(tmp_path / "x"),
                  "lp_ft=true", "freeze_backbone=true"]) == 2
+
+
+class Interrupted(RuntimeError):
+    """Stands for a kill: raised at the start of an epoch, after the checkpoint of the epoch before."""
+
+
+def _head_module(cfg: FinetuneConfig, stop_at: int | None = None):
+    """A dropout MLP on cached features (shuffled, seeded order), validated on unrelated labels (so the score
+    stalls and the schedule halves); with ``stop_at``, the run dies as that epoch starts."""
+    from robust_mmr.tasks.module import ClassifierModule
+    from robust_mmr.tasks.probe import CachedBatches, HeadOnly
+
+    torch.manual_seed(0)
+    features = torch.randn(96, 8)
+    batches = [{"features": features, "labels": (features[:, 0] > 0).long() + (features[:, 1] > 0).long()}]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train = DataLoader(CachedBatches(batches), batch_size=16, shuffle=True, generator=generator)
+    unrelated = [{"features": torch.randn(64, 8), "labels": torch.randint(0, 3, (64,))}]  # scores that stall
+    val = DataLoader(CachedBatches(unrelated), batch_size=32)
+    head = HeadOnly(nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3)))
+
+    class Dying(ClassifierModule):
+        def on_train_epoch_start(self):
+            if self.current_epoch == stop_at:
+                raise Interrupted
+
+    return Dying(head, cfg, len(train)), train, val
+
+
+def test_a_killed_fine_tuning_resumes_from_its_last_epoch_and_replays_the_uninterrupted_run(tmp_path):
+    """Same epochs, scores, learning-rate scales, kept epoch and weights as a run never stopped: the data order and
+    dropout draws continue where they were; a finished run leaves no checkpoint; another key starts over."""
+    cfg = FinetuneConfig(max_epochs=6, patience=6, lr_patience=1, lr=3e-3, warmup_epochs=1, seed=3)
+    key = {"run": "a"}
+
+    def fit(out, stop_at=None, resume_key=key):
+        module, train, val = _head_module(cfg, stop_at)
+        fit_keeping_best(module, train, val, cfg, out, progress=False, resume_key=resume_key)
+        return module
+
+    reference = fit(tmp_path / "whole", resume_key=None)
+    with pytest.raises(Interrupted):
+        fit(tmp_path / "killed", stop_at=3)
+    assert (tmp_path / "killed" / "checkpoints" / "last.ckpt").is_file()
+    resumed = fit(tmp_path / "killed")
+    assert [h["epoch"] for h in resumed.history] == list(range(6))
+    assert resumed.history == reference.history and resumed.best_epoch == reference.best_epoch
+    assert len({h["lr_scale"] for h in reference.history}) > 1  # the schedule's halving is part of what replays
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
+                                                 reference.model.state_dict().values()))
+    assert not (tmp_path / "killed" / "checkpoints").exists()
+
+    with pytest.raises(Interrupted):
+        fit(tmp_path / "other", stop_at=2)
+    restarted = fit(tmp_path / "other", stop_at=None, resume_key={"run": "b"})  # other settings: from epoch 1
+    assert restarted.history == reference.history
+
+
+def test_the_finetune_command_resumes_a_killed_run(synth_dir, tmp_path, monkeypatch):
+    """``robust-mmr finetune`` killed after its second epoch and run again ends with the uninterrupted run's
+    weights and validation history."""
+    import robust_mmr.tasks.finetune as finetune_module
+
+    args = ["finetune", "--data", str(synth_dir), "max_epochs=3", "patience=3", "batch_size=32", *SMALL_MODEL]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+
+    class Dying(finetune_module.ClassifierModule):
+        def on_train_epoch_start(self):
+            if self.current_epoch == 2:
+                raise Interrupted
+
+    monkeypatch.setattr(finetune_module, "ClassifierModule", Dying)
+    with pytest.raises(Interrupted):
+        main([*args, "--out", str(tmp_path / "killed")])
+    monkeypatch.undo()
+    assert main([*args, "--out", str(tmp_path / "killed")]) == 0
+    whole, killed = (json.loads((tmp_path / r / "task.json").read_text()) for r in ("whole", "killed"))
+    assert killed["val_history"] == whole["val_history"] and len(whole["val_history"]) == 3
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("whole", "killed"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -62,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _finetune(args: argparse.Namespace) -> int:
     from robust_mmr.tasks.data import TASK_MANIFESTS, Holdout
     from robust_mmr.tasks.finetune import run_finetuning
+    from robust_mmr.tasks.module import CHECKPOINTS
 
     model_overrides = [item for item in args.overrides if item.startswith("model.")]
     settings = [item for item in args.overrides if not item.startswith("model.")]
@@ -83,9 +84,13 @@ def _finetune(args: argparse.Namespace) -> int:
     identity = finetune_identity(args, cfg, model_overrides)
     status = claim(args.out, "finetune", identity, overwrite=args.overwrite)
     if status == "same":
-        state = "finished" if (args.out / "task.json").is_file() else "interrupted (no task.json)"
-        print(f"note: {args.out} holds this fine-tuning run, {state}; fine-tuning does not resume: it restarts "
-              "from its first epoch and replaces it")
+        if (args.out / CHECKPOINTS / "last.ckpt").is_file() and cfg.task != "retrieve":
+            print(f"note: {args.out} holds this fine-tuning run, interrupted; it continues from its last "
+                  "finished epoch")
+        else:
+            state = "finished" if (args.out / "task.json").is_file() else "interrupted before its first epoch ended"
+            print(f"note: {args.out} holds this fine-tuning run, {state}; it restarts from its first epoch and "
+                  "replaces it")
     for old in args.out.glob("results*.json"):  # evaluations of the weights about to be replaced
         old.unlink()
     with locked(args.out):

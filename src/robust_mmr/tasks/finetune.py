@@ -55,9 +55,11 @@ def build_backbone(init: str, preset: str, model_overrides: list[str] | None = N
 
 def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "scratch", preset: str = "tiny",
                    holdout: Holdout | None = None, vocab_splits: tuple[str, ...] = ("train",),
-                   model_overrides: list[str] | None = None, progress: bool = True) -> dict:
+                   model_overrides: list[str] | None = None, progress: bool = True, resume: bool = True) -> dict:
     """Fine-tune on ``data_dir`` (with ``cfg.freeze_backbone``, train a probe head on the frozen backbone's
     features; with ``cfg.lp_ft``, that probe first, then fine-tune everything) and write the run to ``out``.
+    With ``resume``, the full fine-tuning stage checkpoints every epoch and a killed run started again with the
+    same arguments continues from its last epoch (:mod:`robust_mmr.tasks.module`; the cheap probe stage reruns).
     Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)
@@ -91,7 +93,8 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
             unfreeze(model.backbone)
         train_loader = loader("train", True)
         module = ClassifierModule(model, cfg, len(train_loader))
-        seconds += fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress)
+        key = resume_key(cfg, init, preset, data_dir, holdout, vocab, model_overrides) if resume else None
+        seconds += fit_keeping_best(module, train_loader, loader("val", False), cfg, out, progress, resume_key=key)
     summary = {
         # init and data as absolute paths: the run's records work from any folder
         "task": cfg.task, "init": init if init == "scratch" else str(Path(init).resolve()),
@@ -105,6 +108,16 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
     notes.append(describe(summary["precision"]))
     save_task_run(out, model, run_cfg, summary)
     return summary
+
+
+def resume_key(cfg: FinetuneConfig, init: str, preset: str, data_dir: Path, holdout: Holdout | None,
+               vocab: LabelVocab, model_overrides: list[str] | None) -> dict:
+    """What a fine-tuning run is, for resuming it: settings, the initial weights (by content), data and labels."""
+    weights = Path(init) / "model.safetensors"
+    return {"finetune": asdict(cfg), "init": init if init == "scratch" else file_sha256(weights),
+            "preset": preset if init == "scratch" else None, "model_overrides": list(model_overrides or []),
+            "data": str(Path(data_dir).resolve()), "holdout": asdict(holdout) if holdout else None,
+            "labels": list(vocab.labels)}
 
 
 def head_features(settings: dict) -> str:
