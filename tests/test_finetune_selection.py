@@ -175,9 +175,12 @@ def _head_module(cfg: FinetuneConfig, stop_at: int | None = None):
     return Dying(head, cfg, len(train)), train, val
 
 
-def test_a_killed_fine_tuning_resumes_from_its_last_epoch_and_replays_the_uninterrupted_run(tmp_path):
+def test_a_killed_fine_tuning_resumes_from_its_last_epoch_and_replays_the_uninterrupted_run(tmp_path, monkeypatch):
     """Same epochs, scores, learning-rate scales, kept epoch and weights as a run never stopped: the data order and
     dropout draws continue where they were; a finished run leaves no checkpoint; another key starts over."""
+    import robust_mmr.tasks.module as module_module
+
+    monkeypatch.setattr(module_module, "CHECKPOINT_MINUTES", 0.0)  # every epoch
     cfg = FinetuneConfig(max_epochs=6, patience=6, lr_patience=1, lr=3e-3, warmup_epochs=1, seed=3)
     key = {"run": "a"}
 
@@ -204,10 +207,13 @@ def test_a_killed_fine_tuning_resumes_from_its_last_epoch_and_replays_the_uninte
     assert restarted.history == reference.history
 
 
-def test_the_finetune_command_resumes_a_killed_run(synth_dir, tmp_path, monkeypatch):
+def test_the_finetune_command_resumes_a_killed_run(synth_dir, tmp_path, monkeypatch, capsys):
     """``robust-mmr finetune`` killed after its second epoch and run again ends with the uninterrupted run's
     weights and validation history."""
     import robust_mmr.tasks.finetune as finetune_module
+    import robust_mmr.tasks.module as module_module
+
+    monkeypatch.setattr(module_module, "CHECKPOINT_MINUTES", 0.0)
 
     args = ["finetune", "--data", str(synth_dir), "max_epochs=3", "patience=3", "batch_size=32", *SMALL_MODEL]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
@@ -220,8 +226,9 @@ def test_the_finetune_command_resumes_a_killed_run(synth_dir, tmp_path, monkeypa
     monkeypatch.setattr(finetune_module, "ClassifierModule", Dying)
     with pytest.raises(Interrupted):
         main([*args, "--out", str(tmp_path / "killed")])
-    monkeypatch.undo()
+    monkeypatch.setattr(finetune_module, "ClassifierModule", Dying.__mro__[1])
     assert main([*args, "--out", str(tmp_path / "killed")]) == 0
+    assert "continues from its last checkpointed epoch" in capsys.readouterr().out
     whole, killed = (json.loads((tmp_path / r / "task.json").read_text()) for r in ("whole", "killed"))
     assert killed["val_history"] == whole["val_history"] and len(whole["val_history"]) == 3
     a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("whole", "killed"))

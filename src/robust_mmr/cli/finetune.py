@@ -86,7 +86,7 @@ def _finetune(args: argparse.Namespace) -> int:
     if status == "same":
         if (args.out / CHECKPOINTS / "last.ckpt").is_file() and cfg.task != "retrieve":
             print(f"note: {args.out} holds this fine-tuning run, interrupted; it continues from its last "
-                  "finished epoch")
+                  "checkpointed epoch")
         else:
             state = "finished" if (args.out / "task.json").is_file() else "interrupted before its first epoch ended"
             print(f"note: {args.out} holds this fine-tuning run, {state}; it restarts from its first epoch and "

@@ -9,8 +9,9 @@ score (:meth:`validation_score`). Early stopping on the same score is Lightning'
 (:func:`fit_keeping_best`); only training and validation batches are seen.
 
 A run given a ``resume_key`` (what the run is: its settings, init and data) writes ``checkpoints/last.ckpt`` in its
-folder after every validated epoch and removes it when the run ends; started again with the same key after a kill,
-it continues from the last finished epoch — weights, optimiser, schedule, early-stopping counter, the best epoch so
+folder at the end of an epoch once ``CHECKPOINT_MINUTES`` have passed since the last one (a checkpoint of the real
+preset is ~0.7 GB and takes 2–7 s to write on a 2-core machine, against 30–45 s an epoch) and removes it when the run
+ends; started again with the same key after a kill, it continues from the last checkpointed epoch — weights, optimiser, schedule, early-stopping counter, the best epoch so
 far and the random state of the data order and dropout — so it replays the uninterrupted run (exactly with
 ``num_workers`` 0; worker processes re-draw their augmentation seeds). A checkpoint of another key is discarded.
 
@@ -48,6 +49,7 @@ from robust_mmr.training.optim import PlateauSchedule, adamw
 
 SCORE = "val/score"  # the logged model-selection score (accuracy, or mean R@1 for retrieval)
 CHECKPOINTS = "checkpoints"  # in a fine-tuning run's folder while it trains: last.ckpt and the key it belongs to
+CHECKPOINT_MINUTES = 5.0  # training minutes between resume checkpoints (at epoch ends); a kill loses at most this
 
 
 class FinetuneModule(L.LightningModule):
@@ -176,15 +178,19 @@ class RandomState(L.Callback):
 
 
 class EpochCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` after every epoch (its validation and early-stopping check included). Lightning's own
-    ``save_last`` writes only beside a top-k checkpoint, which a resume checkpoint does not need."""
+    """``last.ckpt`` at the end of an epoch (its validation and early-stopping check included) once ``minutes``
+    have passed since the last save or the start (0: every epoch). Lightning's own ``save_last`` writes only
+    beside a top-k checkpoint, which a resume checkpoint does not need."""
 
-    def __init__(self, dirpath: Path):
+    def __init__(self, dirpath: Path, minutes: float):
         super().__init__(dirpath=dirpath, save_last=True, save_top_k=0)
+        self.minutes, self.saved_at = minutes, time.monotonic()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not self._should_skip_saving_checkpoint(trainer):
+        due = time.monotonic() - self.saved_at >= 60 * self.minutes
+        if due and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self.saved_at = time.monotonic()
 
     def on_validation_end(self, trainer, pl_module) -> None:
         pass  # saved once per epoch, above
@@ -209,8 +215,8 @@ def fit_keeping_best(module: FinetuneModule, train_loader: DataLoader, val_loade
                      cfg: FinetuneConfig, out: Path, progress: bool, resume_key: dict | None = None) -> float:
     """Fit a fine-tuning module (CSV logs in ``out/logs``) until its validation score has not improved for
     ``cfg.patience`` epochs or ``cfg.max_epochs`` have run, then load the weights of its best validation
-    epoch into ``module.model`` and say which epoch that was. With ``resume_key``, checkpoint every epoch in
-    ``out/checkpoints`` and continue from a checkpoint of the same key left there by a killed run (module
+    epoch into ``module.model`` and say which epoch that was. With ``resume_key``, checkpoint at epoch ends in
+    ``out/checkpoints`` (every ``CHECKPOINT_MINUTES``) and continue from a checkpoint of the same key left there by a killed run (module
     docstring). Returns the seconds spent training (a resumed run's included)."""
     out.mkdir(parents=True, exist_ok=True)
     stop = EarlyStopping(monitor=SCORE, mode="max", patience=cfg.patience, check_finite=False)
@@ -222,7 +228,7 @@ def fit_keeping_best(module: FinetuneModule, train_loader: DataLoader, val_loade
         first = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"  # before the trainer knows
         resume_from = resume_checkpoint(folder, resume_key, clear=first)
         callbacks += [RandomState(train_loader.generator),
-                      EpochCheckpoint(folder)]
+                      EpochCheckpoint(folder, CHECKPOINT_MINUTES)]
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg),
                         max_epochs=cfg.max_epochs, precision=resolve_precision(cfg.precision, cfg.accelerator),
                         gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"),
