@@ -57,6 +57,7 @@ from robust_mmr.data.splits import image_disjoint_split, sha256
 from robust_mmr.errors import InputError
 from robust_mmr.evaluation.report_methods import (Section, agreed_value, format_values, headline, merge_documents,
                                                    summarise, write_document)
+from robust_mmr.evaluation.report_tables import markdown_table
 from robust_mmr.experiments.arguments import (
     SEVERITIES,
     TEXT_PERTURBATIONS,
@@ -270,32 +271,49 @@ def run(args: argparse.Namespace, command: str) -> None:
     if standard in document["sections"]:
         document["standard_test_questions"] = len(test_records)  # for the headline of a later merge
         line = headline(document, standard, "VQA-RAD standard split", len(test_records))
+    if "loo" in args.splits:
+        document["per_organ"] = organ_document(results, list(variants), organs)
     path = write_document(document, args.out, title, args.publish, line)
-    with path.open("a", encoding="utf-8") as fh:
-        for protocol, name in PROTOCOL_NAMES.items():
-            if "loo" in args.splits and any(protocol in r for r in results):
-                fh.write(organ_tables(results, list(variants), organs, protocol, name))
+    if "loo" in args.splits:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(organ_tables(document["per_organ"]))
     print(path.read_text(encoding="utf-8"))
     log(f"summary: {path} (plot: {args.out / 'summary.png'})")
 
 
-def organ_tables(results: list[dict], order: list[str], organs: list[str], protocol: str, name: str) -> str:
-    """Markdown, one table per held-out organ: mean ± std over seeds of each variant's headline numbers,
-    then the majority and question-only baselines (overall accuracy only)."""
-    per = organ_values(results, protocol)
-    lines = ["", f"## Per held-out organ, {name}", "",
-             "Domain RR = 1 − (in-domain − held-out) / in-domain; perturbation RR = perturbed (all cells) / clean."]
-    for organ in organs:
-        holdout = f"{HOLDOUT_KEY}={organ}"
-        headers = ["variant", "seeds", *(title for _, title in ORGAN_METRICS)]
-        lines += ["", f"### {organ} held out ({name})", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        for variant in [v for v in order if (v, holdout) in per]:
-            values = per[(variant, holdout)]
-            cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
-            lines.append("| " + " | ".join([variant, str(len(values["clean"])), *cells]) + " |")
-        for baseline, values in baseline_values(results, holdout, protocol).items():
-            cells = [format_values(values.get(key, [])) for key, _ in ORGAN_METRICS]
-            lines.append("| " + " | ".join([f"*{baseline}*", "", *cells]) + " |")
+def organ_document(results: list[dict], order: list[str], organs: list[str]) -> dict:
+    """The per-organ numbers (in the summary JSON as ``per_organ``): protocol name → held-out organ →
+    ``{"variants": {variant: {metric: per-seed values}}, "baselines": {name: {"clean"/"held_out": values}}}``."""
+    document: dict = {}
+    for protocol, name in PROTOCOL_NAMES.items():
+        if not any(protocol in r for r in results):
+            continue
+        per = organ_values(results, protocol)
+        document[name] = {}
+        for organ in organs:
+            holdout = f"{HOLDOUT_KEY}={organ}"
+            document[name][organ] = {"variants": {v: per[(v, holdout)] for v in order if (v, holdout) in per},
+                                     "baselines": baseline_values(results, holdout, protocol)}
+    return document
+
+
+def organ_tables(per_organ: dict) -> str:
+    """Markdown from :func:`organ_document`: per protocol and held-out organ, mean ± std over seeds of each
+    variant's numbers, then the trained blind model of the same fold and the majority and question-only baselines."""
+    blind = per_organ.get(PROTOCOL_NAMES["blind"], {})
+    lines = []
+    for name, organs in ((n, o) for n, o in per_organ.items() if n != PROTOCOL_NAMES["blind"]):
+        lines += ["", f"## Per held-out organ, {name}", "",
+                  "Domain RR = 1 − (in-domain − held-out) / in-domain; perturbation RR = perturbed (all cells) / clean."]
+        for organ, cell in organs.items():
+            headers = ["variant", "seeds", *(title for _, title in ORGAN_METRICS)]
+            rows = [(variant, str(len(values["clean"])), values) for variant, values in cell["variants"].items()]
+            rows += [(f"*trained blind ({variant}'s pre-training)*", str(len(values["clean"])), values)
+                     for variant, values in blind.get(organ, {}).get("variants", {}).items()]
+            rows += [(f"*{baseline}*", "", values) for baseline, values in cell["baselines"].items()]
+            body = [[label, seeds, *(format_values(values.get(key, [])) for key, _ in ORGAN_METRICS)]
+                    for label, seeds, values in rows]
+            lines += ["", f"### {organ} held out ({name})", "", markdown_table(headers, body)]
     return "\n".join(lines) + "\n"
 
 

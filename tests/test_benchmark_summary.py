@@ -359,3 +359,40 @@ def test_a_count_for_the_merged_headline_comes_from_the_inputs_or_the_command_an
         report_methods.agreed_value([new, other], "standard_test_questions")
     with pytest.raises(InputError, match="disagree"):
         report_methods.agreed_value([new], "standard_test_questions", 300)
+
+
+def test_per_organ_numbers_are_in_the_json_and_each_organ_table_holds_the_blind_model_of_its_fold():
+    """benchmarks/method_real.py's leave-one-organ-out tables: per-seed values per variant and organ in the summary
+    JSON, and the trained blind model of the same fold beside the variants in the full fine-tuning table."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "method_real.py"
+    spec = importlib.util.spec_from_file_location("method_real", path)
+    method_real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(method_real)
+    key = method_real.HOLDOUT_KEY
+
+    def head(clean: float, held_out: float) -> dict:
+        return {"clean": clean, "held_out": held_out, "perturbed": clean - 0.05, "domain_rr": held_out / clean,
+                "baselines": {"in_domain": {"majority": 0.3, "question_only": 0.35},
+                              "held_out": {"majority": 0.2, "question_only": 0.25}}}
+
+    results = [{"job": {"variant": "robust-mmr", "seed": seed},
+                "vqa": {f"{key}=ABD": head(0.6 + seed / 100, 0.5), f"{key}=HEAD": head(0.62, 0.55 + seed / 100)}}
+               for seed in (1, 0)]
+    results.append({"job": {"variant": "mmr", "seed": 0}, "vqa": {f"{key}=ABD": head(0.58, 0.45)},
+                    "blind": {f"{key}=ABD": head(0.5, 0.41)}})
+    results.append({"job": {"variant": "mmr", "seed": 2}, "error": "Traceback ..."})
+    per_organ = method_real.organ_document(results, ["mmr", "robust-mmr"], ["ABD", "HEAD"])
+    json.dumps(per_organ)  # JSON as it is
+    vqa = per_organ["full fine-tuning"]
+    assert vqa["ABD"]["variants"]["robust-mmr"]["clean"] == [0.6, 0.61]  # seed order, not result order
+    assert vqa["HEAD"]["variants"]["robust-mmr"]["held_out"] == [0.55, 0.56]
+    assert list(vqa["HEAD"]["variants"]) == ["robust-mmr"]  # mmr has no HEAD fold: no row, the failed job none
+    assert per_organ["trained blind"]["ABD"]["variants"]["mmr"]["held_out"] == [0.41]
+    text = method_real.organ_tables(per_organ)
+    abd = text.split("### ABD held out (full fine-tuning)")[1].split("###")[0]
+    assert "| robust-mmr | 2 | 0.605 ± 0.007 |" in abd and "| mmr | 1 | 0.580 |" in abd
+    assert "| *trained blind (mmr's pre-training)* | 1 | 0.500 |" in abd and "| *majority* |" in abd
+    assert "## Per held-out organ, trained blind" not in text  # the blind model is a row, not a section
