@@ -303,8 +303,8 @@ def organ_tables(per_organ: dict) -> str:
     blind = per_organ.get(PROTOCOL_NAMES["blind"], {})
     lines = []
     for name, organs in ((n, o) for n, o in per_organ.items() if n != PROTOCOL_NAMES["blind"]):
-        lines += ["", f"## Per held-out organ, {name}", "",
-                  "Domain RR = 1 − (in-domain − held-out) / in-domain; perturbation RR = perturbed (all cells) / clean."]
+        lines += ["", f"## Per held-out organ, {name}", "", "Domain RR = 1 − (in-domain − held-out) / in-domain; "
+                  "perturbation RR = perturbed (all cells) / clean."]
         for organ, cell in organs.items():
             headers = ["variant", "seeds", *(title for _, title in ORGAN_METRICS)]
             rows = [(variant, str(len(values["clean"])), values) for variant, values in cell["variants"].items()]

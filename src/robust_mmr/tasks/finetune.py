@@ -58,8 +58,9 @@ def run_finetuning(cfg: FinetuneConfig, data_dir: Path, out: Path, init: str = "
                    model_overrides: list[str] | None = None, progress: bool = True, resume: bool = True) -> dict:
     """Fine-tune on ``data_dir`` (with ``cfg.freeze_backbone``, train a probe head on the frozen backbone's
     features; with ``cfg.lp_ft``, that probe first, then fine-tune everything) and write the run to ``out``.
-    With ``resume``, the full fine-tuning stage checkpoints every epoch and a killed run started again with the
-    same arguments continues from its last epoch (:mod:`robust_mmr.tasks.module`; the cheap probe stage reruns).
+    With ``resume``, the full fine-tuning stage checkpoints at epoch ends every few minutes and a killed run
+    started again with the same arguments continues from there (:mod:`robust_mmr.tasks.module`; the cheap probe
+    stage reruns).
     Returns the summary (also in ``task.json``)."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     records = load_task_records(data_dir, cfg.task)

@@ -10,10 +10,11 @@ score (:meth:`validation_score`). Early stopping on the same score is Lightning'
 
 A run given a ``resume_key`` (what the run is: its settings, init and data) writes ``checkpoints/last.ckpt`` in its
 folder at the end of an epoch once ``CHECKPOINT_MINUTES`` have passed since the last one (a checkpoint of the real
-preset is ~0.7 GB and takes 2–7 s to write on a 2-core machine, against 30–45 s an epoch) and removes it when the run
-ends; started again with the same key after a kill, it continues from the last checkpointed epoch — weights, optimiser, schedule, early-stopping counter, the best epoch so
-far and the random state of the data order and dropout — so it replays the uninterrupted run (exactly with
-``num_workers`` 0; worker processes re-draw their augmentation seeds). A checkpoint of another key is discarded.
+preset is ~0.7 GB and takes 2–7 s to write on a 2-core machine, against 30–45 s an epoch) and removes it when the
+run ends. Started again with the same key after a kill, it continues from the last checkpointed epoch — weights,
+optimiser, schedule, early-stopping counter, the best epoch so far and the random state of the data order and
+dropout — so it replays the uninterrupted run (exactly on one device with ``num_workers`` 0; worker processes and
+other ranks re-draw their seeds). A checkpoint of another key is discarded.
 
 With ``devices`` > 1 (DDP) each process trains on its shard of every epoch (``batch_size`` per process)
 and validates on the whole validation set, so every process selects the same epoch; every process
@@ -216,8 +217,8 @@ def fit_keeping_best(module: FinetuneModule, train_loader: DataLoader, val_loade
     """Fit a fine-tuning module (CSV logs in ``out/logs``) until its validation score has not improved for
     ``cfg.patience`` epochs or ``cfg.max_epochs`` have run, then load the weights of its best validation
     epoch into ``module.model`` and say which epoch that was. With ``resume_key``, checkpoint at epoch ends in
-    ``out/checkpoints`` (every ``CHECKPOINT_MINUTES``) and continue from a checkpoint of the same key left there by a killed run (module
-    docstring). Returns the seconds spent training (a resumed run's included)."""
+    ``out/checkpoints`` (every ``CHECKPOINT_MINUTES``) and continue from a checkpoint of the same key left there
+    by a killed run (module docstring). Returns the seconds spent training (a resumed run's included)."""
     out.mkdir(parents=True, exist_ok=True)
     stop = EarlyStopping(monitor=SCORE, mode="max", patience=cfg.patience, check_finite=False)
     if cfg.devices > 1:
@@ -227,8 +228,7 @@ def fit_keeping_best(module: FinetuneModule, train_loader: DataLoader, val_loade
     if resume_key is not None:
         first = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"  # before the trainer knows
         resume_from = resume_checkpoint(folder, resume_key, clear=first)
-        callbacks += [RandomState(train_loader.generator),
-                      EpochCheckpoint(folder, CHECKPOINT_MINUTES)]
+        callbacks += [RandomState(train_loader.generator), EpochCheckpoint(folder, CHECKPOINT_MINUTES)]
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, strategy=_strategy(cfg),
                         max_epochs=cfg.max_epochs, precision=resolve_precision(cfg.precision, cfg.accelerator),
                         gradient_clip_val=cfg.grad_clip, logger=CSVLogger(out, name="logs"),
