@@ -264,8 +264,11 @@ def run(args: argparse.Namespace, command: str) -> None:
                      (splits[s] for s in args.splits) for protocol, name in PROTOCOL_NAMES.items()
                      if protocol != "blind")
     document = summarise(results, list(variants), command, sections)
-    if not document["sections"]:
+    if not document["sections"] and all("error" in r for r in results):
         raise InputError(f"every job failed; nothing to summarise (tracebacks above, runs under {args.out / 'runs'})")
+    if not document["sections"]:
+        raise InputError("nothing to tabulate: the trained blind model is a row beside the variants it serves; "
+                         "summarise those with it (e.g. --protocols vqa blind --summary-only)")
     standard = f"{splits['standard'][0]}, {PROTOCOL_NAMES['vqa']}"
     line = None
     if standard in document["sections"]:
