@@ -325,7 +325,9 @@ def organ_values(results: list[dict], protocol: str) -> dict[tuple[str, str], di
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in sorted((r for r in results if "error" not in r), key=lambda r: r["job"]["seed"]):
         for holdout, head in r.get(protocol, {}).items():
-            values = {**head, "perturbation_rr": head["perturbed"] / head["clean"] if head["clean"] else None}
+            perturbed = head.get("perturbed")  # None for the blind model: no image to perturb
+            values = {**head, "perturbation_rr": perturbed / head["clean"] if perturbed is not None and head["clean"]
+                      else None}
             per = table.setdefault((r["job"]["variant"], holdout), {})
             for key, _ in ORGAN_METRICS:
                 if values.get(key) is not None:

@@ -382,7 +382,7 @@ def test_per_organ_numbers_are_in_the_json_and_each_organ_table_holds_the_blind_
                 "vqa": {f"{key}=ABD": head(0.6 + seed / 100, 0.5), f"{key}=HEAD": head(0.62, 0.55 + seed / 100)}}
                for seed in (1, 0)]
     results.append({"job": {"variant": "mmr", "seed": 0}, "vqa": {f"{key}=ABD": head(0.58, 0.45)},
-                    "blind": {f"{key}=ABD": head(0.5, 0.41)}})
+                    "blind": {f"{key}=ABD": {**head(0.5, 0.41), "perturbed": None}}})  # as a blind run records
     results.append({"job": {"variant": "mmr", "seed": 2}, "error": "Traceback ..."})
     per_organ = method_real.organ_document(results, ["mmr", "robust-mmr"], ["ABD", "HEAD"])
     json.dumps(per_organ)  # JSON as it is
