@@ -289,9 +289,9 @@ def organ_document(results: list[dict], order: list[str], organs: list[str]) -> 
     ``{"variants": {variant: {metric: per-seed values}}, "baselines": {name: {"clean"/"held_out": values}}}``."""
     document: dict = {}
     for protocol, name in PROTOCOL_NAMES.items():
-        if not any(protocol in r for r in results):
-            continue
         per = organ_values(results, protocol)
+        if not any((v, f"{HOLDOUT_KEY}={organ}") in per for v in order for organ in organs):
+            continue  # this protocol ran on other splits only
         document[name] = {}
         for organ in organs:
             holdout = f"{HOLDOUT_KEY}={organ}"

@@ -384,6 +384,7 @@ def test_per_organ_numbers_are_in_the_json_and_each_organ_table_holds_the_blind_
     results.append({"job": {"variant": "mmr", "seed": 0}, "vqa": {f"{key}=ABD": head(0.58, 0.45)},
                     "blind": {f"{key}=ABD": {**head(0.5, 0.41), "perturbed": None}}})  # as a blind run records
     results.append({"job": {"variant": "mmr", "seed": 2}, "error": "Traceback ..."})
+    results[0]["probe"] = {"": {**head(0.5, 0.0), "held_out": None}}  # the probe on the standard split only: no per-organ table
     per_organ = method_real.organ_document(results, ["mmr", "robust-mmr"], ["ABD", "HEAD"])
     json.dumps(per_organ)  # JSON as it is
     vqa = per_organ["full fine-tuning"]
@@ -396,3 +397,4 @@ def test_per_organ_numbers_are_in_the_json_and_each_organ_table_holds_the_blind_
     assert "| robust-mmr | 2 | 0.605 ± 0.007 |" in abd and "| mmr | 1 | 0.580 |" in abd
     assert "| *trained blind (mmr's pre-training)* | 1 | 0.500 |" in abd and "| *majority* |" in abd
     assert "## Per held-out organ, trained blind" not in text  # the blind model is a row, not a section
+    assert "probe" not in per_organ and "probe" not in text
