@@ -240,7 +240,7 @@ def test_a_truncated_image_in_data_stats_and_retrieval_is_passed_over_and_listed
     assert results["n_test"] == sum(p["split"] == "test" for p in pairs) - n_bad
 
 
-def test_a_killed_finetuning_run_is_restarted_and_says_so(synth_dir, pretrained, tmp_path, capsys):
+def test_a_finetuning_run_killed_with_no_checkpoint_is_restarted_and_says_so(synth_dir, pretrained, tmp_path, capsys):
     out = tmp_path / "ft"
     args = ["finetune", "--init", str(pretrained), "--data", str(synth_dir), "--out", str(out), "max_epochs=1",
             "batch_size=32"]
@@ -248,7 +248,7 @@ def test_a_killed_finetuning_run_is_restarted_and_says_so(synth_dir, pretrained,
     (out / "task.json").unlink()  # killed before its final save: the records are written last
     capsys.readouterr()
     assert main(args) == 0
-    assert "interrupted (no task.json); fine-tuning does not resume: it restarts" in capsys.readouterr().out
+    assert "interrupted with no checkpoint to continue from; it restarts from its first epoch" in capsys.readouterr().out
     assert read_task_run(out)[3]["epochs_run"] == 1
     assert main(args) == 0
     assert "holds this fine-tuning run, finished" in capsys.readouterr().out

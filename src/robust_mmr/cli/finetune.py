@@ -88,7 +88,8 @@ def _finetune(args: argparse.Namespace) -> int:
             print(f"note: {args.out} holds this fine-tuning run, interrupted; it continues from its last "
                   "checkpointed epoch")
         else:
-            state = "finished" if (args.out / "task.json").is_file() else "interrupted before its first epoch ended"
+            state = ("finished" if (args.out / "task.json").is_file()
+                     else "interrupted with no checkpoint to continue from")
             print(f"note: {args.out} holds this fine-tuning run, {state}; it restarts from its first epoch and "
                   "replaces it")
     for old in args.out.glob("results*.json"):  # evaluations of the weights about to be replaced
