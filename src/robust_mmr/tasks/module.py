@@ -10,8 +10,9 @@ score (:meth:`validation_score`). Early stopping on the same score is Lightning'
 
 A run given a ``resume_key`` (what the run is: its settings, init and data) writes ``checkpoints/last.ckpt`` in its
 folder at the end of an epoch once ``CHECKPOINT_MINUTES`` have passed since the last one (a checkpoint of the real
-preset is ~0.7 GB and takes 2–7 s to write on a 2-core machine, against 30–45 s an epoch) and removes it when the
-run ends. Started again with the same key after a kill, it continues from the last checkpointed epoch — weights,
+preset is ~0.7 GB: 2–7 s to write on the 2-core Intel Xeon of the benchmarks with both cores busy, against 30–45 s
+an epoch there in bf16 autocast) and removes it when the run ends. Not every few steps as pre-training's
+``ResumeCheckpoint`` can: a mid-epoch checkpoint would lose the epoch's data order. Started again with the same key after a kill, it continues from the last checkpointed epoch — weights,
 optimiser, schedule, early-stopping counter, the best epoch so far and the random state of the data order and
 dropout — so it replays the uninterrupted run (exactly on one device with ``num_workers`` 0; worker processes and
 other ranks re-draw their seeds). A checkpoint of another key is discarded.
