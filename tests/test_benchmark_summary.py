@@ -57,6 +57,17 @@ def test_a_single_seed_shows_no_spread_and_no_gap_in_std():
     assert "+0.200 (1 seed)" in text and "question-only 0.300 / –" in text
 
 
+def test_a_section_lists_only_the_seeds_with_a_value_on_its_holdouts():
+    # seed 1 fine-tuned on organ=0 and organ=1, seed 2 only on organ=1 (e.g. a leave-one-out run beside a
+    # standard-split one): the organ=0 section has one value, so it names one seed
+    results = [_result("robust-mmr", 1, [0.5, 0.6]), _result("robust-mmr", 2, [0.7])]
+    results[1]["vqa"] = {"organ=1": results[1]["vqa"].pop("organ=0")}
+    summary = report_methods.aggregate(results, ["robust-mmr"], "vqa", ("organ=0",))
+    assert summary["seeds"] == {"robust-mmr": [1]}
+    assert summary["variants"]["robust-mmr"]["clean"]["n"] == 1
+    assert report_methods.aggregate(results, ["robust-mmr"], "vqa", ("organ=1",))["seeds"] == {"robust-mmr": [1, 2]}
+
+
 def test_aggregate_averages_holdouts_then_seeds_and_skips_failures():
     results = [_result("mmr", 0, [0.4, 0.6]), _result("mmr", 1, [0.6, 0.8]),
                _result("robust-mmr", 0, [0.9, 0.9]), _result("robust-mmr", 1, [0.8, 1.0]),

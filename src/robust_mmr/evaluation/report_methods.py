@@ -74,8 +74,8 @@ def aggregate(results: list[dict], order: list[str], protocol: str = "vqa",
     to each control on the headline metrics. ``protocol``: ``vqa`` (full fine-tuning) or ``probe``."""
     values = collect(results, protocol, holdouts)
     seeds: dict[str, list[int]] = {}
-    for r in results:
-        if "error" not in r and r.get(protocol):
+    for r in results:  # a job counts where it has this protocol on these hold-outs, not on others only
+        if "error" not in r and _metric(r, "clean", protocol, holdouts) is not None:
             seeds.setdefault(r["job"]["variant"], []).append(r["job"]["seed"])
     return statistics({v: values[v] for v in order if v in values}, {v: sorted(s) for v, s in seeds.items()})
 
