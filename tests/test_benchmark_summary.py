@@ -395,7 +395,8 @@ def test_per_organ_numbers_are_in_the_json_and_each_organ_table_holds_the_blind_
     results.append({"job": {"variant": "mmr", "seed": 0}, "vqa": {f"{key}=ABD": head(0.58, 0.45)},
                     "blind": {f"{key}=ABD": {**head(0.5, 0.41), "perturbed": None}}})  # as a blind run records
     results.append({"job": {"variant": "mmr", "seed": 2}, "error": "Traceback ..."})
-    results[0]["probe"] = {"": {**head(0.5, 0.0), "held_out": None}}  # the probe on the standard split only: no per-organ table
+    # the probe on the standard split only: no per-organ table
+    results[0]["probe"] = {"": {**head(0.5, 0.0), "held_out": None}}
     per_organ = method_real.organ_document(results, ["mmr", "robust-mmr"], ["ABD", "HEAD"])
     json.dumps(per_organ)  # JSON as it is
     vqa = per_organ["full fine-tuning"]

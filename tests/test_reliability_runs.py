@@ -248,7 +248,8 @@ def test_a_finetuning_run_killed_with_no_checkpoint_is_restarted_and_says_so(syn
     (out / "task.json").unlink()  # killed before its final save: the records are written last
     capsys.readouterr()
     assert main(args) == 0
-    assert "interrupted with no checkpoint to continue from; it restarts from its first epoch" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "interrupted with no checkpoint to continue from; it restarts from its first epoch" in said
     assert read_task_run(out)[3]["epochs_run"] == 1
     assert main(args) == 0
     assert "holds this fine-tuning run, finished" in capsys.readouterr().out

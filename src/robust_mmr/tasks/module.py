@@ -12,9 +12,9 @@ A run given a ``resume_key`` (what the run is: its settings, init and data) writ
 folder at the end of an epoch once ``CHECKPOINT_MINUTES`` have passed since the last one (a checkpoint of the real
 preset is ~0.7 GB: 2–7 s to write on the 2-core Intel Xeon of the benchmarks with both cores busy, against 30–45 s
 an epoch there in bf16 autocast) and removes it when the run ends. Not every few steps as pre-training's
-``ResumeCheckpoint`` can: a mid-epoch checkpoint would lose the epoch's data order. Started again with the same key after a kill, it continues from the last checkpointed epoch — weights,
-optimiser, schedule, early-stopping counter, the best epoch so far and the random state of the data order and
-dropout — so it replays the uninterrupted run (exactly on one device with ``num_workers`` 0; worker processes and
+``ResumeCheckpoint`` can: a mid-epoch checkpoint would lose the epoch's data order. Started again with the same key
+after a kill, it continues from the last checkpointed epoch — weights, optimiser, schedule, early-stopping counter,
+the best epoch so far and the random state of the data order and dropout — so it replays the uninterrupted run (exactly on one device with ``num_workers`` 0; worker processes and
 other ranks re-draw their seeds). A checkpoint of another key is discarded.
 
 With ``devices`` > 1 (DDP) each process trains on its shard of every epoch (``batch_size`` per process)
