@@ -14,8 +14,9 @@ preset is ~0.7 GB: 2–7 s to write on the 2-core Intel Xeon of the benchmarks w
 an epoch there in bf16 autocast) and removes it when the run ends. Not every few steps as pre-training's
 ``ResumeCheckpoint`` can: a mid-epoch checkpoint would lose the epoch's data order. Started again with the same key
 after a kill, it continues from the last checkpointed epoch — weights, optimiser, schedule, early-stopping counter,
-the best epoch so far and the random state of the data order and dropout — so it replays the uninterrupted run (exactly on one device with ``num_workers`` 0; worker processes and
-other ranks re-draw their seeds). A checkpoint of another key is discarded.
+the best epoch so far and the random state of the data order and dropout — so it replays the uninterrupted run
+(exactly on one device with ``num_workers`` 0; worker processes and other ranks re-draw their seeds). A checkpoint of
+another key is discarded.
 
 With ``devices`` > 1 (DDP) each process trains on its shard of every epoch (``batch_size`` per process)
 and validates on the whole validation set, so every process selects the same epoch; every process
